@@ -1,0 +1,171 @@
+"""Load checkpoints trained with the authors' code into this package's models.
+
+The authors' trainer saves the state dict of a wrapper whose embedding network
+is ``__S__`` and loss head ``__L__`` (optionally inside
+``{"model_state_dict": ...}``). :func:`load_official_checkpoint` renames their
+keys to ours, checks that every key and shape matches, and returns a
+waveform-to-embedding module at inference temperature 1.
+"""
+import os
+import re
+
+import torch
+
+from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
+from speechbrain_tdy.lobes.features import LogMelInstanceNorm, vggm_front_end
+from speechbrain_tdy.lobes.resnet import HALF_CHANNELS, QUARTER_CHANNELS, ResNet34
+from speechbrain_tdy.lobes.vggm import VGGM
+from speechbrain_tdy.nnet.temperature import set_temperature
+
+# The authors' model names -> (family, constructor arguments).
+OFFICIAL_MODELS = {
+    "TDy_ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="tdy")),
+    "TDy_ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="tdy")),
+    "ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="static")),
+    "ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="static")),
+    "DTDY_ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="dtdy")),
+    "DTDY_ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="dtdy", layers=(2, 2, 2, 2))),
+    "TDy_VGGVox": ("vggm", dict(dynamic=True)),
+    "VGGVox": ("vggm", dict(dynamic=False)),
+}
+
+# Front-end buffers the authors store; ours are rebuilt by LogMelInstanceNorm.
+_FRONT_END_KEY = re.compile(r"^(torchfb|instancenorm)\.")
+
+# (pattern, replacement) applied in order to each of the authors' keys.
+_RESNET_RENAMES = (
+    (r"\.downsample\.0\.", ".downsample.conv."),
+    (r"\.downsample\.1\.", ".downsample.bn."),
+    (r"\.fc_phi\.semodule\.fc\.0\.", ".fc_phi.se_gate."),
+    (r"^sap_linear\.", "pooling.linear."),
+    (r"^attention$", "pooling.attention"),
+    (r"^attention\.", "pooling.attention."),
+)
+_VGGM_RENAMES = (
+    (r"^(layer\d)\.0\.", r"\1.conv."),
+    (r"^(layer\d)\.1\.", r"\1.bn."),
+    (r"^sap_linear\.", "pooling.linear."),
+    (r"^attention$", "pooling.attention"),
+)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's keys or shapes do not match the requested model."""
+
+
+def build_official_model(model, encoder_type="AVG", n_mels=64, n_out=512):
+    """Embedding model (features -> embeddings) equivalent to the authors' ``model``.
+
+    Returns (front end, embedding model).
+
+    >>> front_end, encoder = build_official_model("TDy_ResNet34_quarter", "SAP", n_mels=40)
+    >>> type(encoder).__name__, front_end.n_mels
+    ('ResNet34', 40)
+    """
+    if model not in OFFICIAL_MODELS:
+        raise ValueError(f"Unknown model {model!r}; known models: {', '.join(OFFICIAL_MODELS)}")
+    family, kwargs = OFFICIAL_MODELS[model]
+    if family == "vggm":
+        if n_mels != 64:
+            raise ValueError(f"{model} is built for 64 mel bins, got n_mels={n_mels}")
+        return vggm_front_end(), VGGM(pooling=encoder_type, lin_neurons=n_out, **kwargs)
+    encoder = ResNet34(n_mels=n_mels, pooling=encoder_type, lin_neurons=n_out, **kwargs)
+    return LogMelInstanceNorm(n_mels=n_mels), encoder
+
+
+def official_to_package_key(key, model):
+    """Our parameter name for one of the authors' (unprefixed) keys of ``model``.
+
+    >>> official_to_package_key("layer2.0.downsample.0.weight", "TDy_ResNet34_half")
+    'layer2.0.downsample.conv.weight'
+    >>> official_to_package_key("layer3.0.weight", "TDy_VGGVox")
+    'layer3.conv.weight'
+    """
+    renames = _VGGM_RENAMES if OFFICIAL_MODELS[model][0] == "vggm" else _RESNET_RENAMES
+    for pattern, replacement in renames:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def read_official_state_dict(checkpoint):
+    """The embedding network's state dict (authors' key names, no prefix).
+
+    ``checkpoint`` is a path to a file saved by the authors' trainer or a state
+    dict, with or without the ``__S__.`` prefix; loss-head (``__L__.``) and
+    front-end buffers are dropped. Files are loaded with ``weights_only=True``.
+    """
+    source = "the given state dict"
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source = os.fspath(checkpoint)
+        try:
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise ValueError(f"{source} is not a PyTorch checkpoint that loads with weights_only=True: {error}") from error
+    if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
+        checkpoint = checkpoint["model_state_dict"]
+    if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
+        raise ValueError(f"{source} is not a state dict of tensors (authors' TDY-CNN checkpoint expected)")
+    state = {}
+    for key, value in checkpoint.items():
+        key = key.removeprefix("module.")
+        if key.startswith("__L__."):
+            continue
+        key = key.removeprefix("__S__.")
+        if not _FRONT_END_KEY.match(key):
+            state[key] = value
+    if not state:
+        raise ValueError(f"{source} holds no embedding-network (__S__.) parameters")
+    return state
+
+
+def load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out=512):
+    """Build the authors' ``model`` from this package's lobes and load ``checkpoint``.
+
+    Arguments
+    ---------
+    checkpoint : str, os.PathLike or dict
+        Path of a checkpoint saved by the authors' trainer (``__S__.``/``__L__.``
+        keys, optionally under "model_state_dict"), or a state dict with their
+        key names.
+    model : str
+        The authors' model name, one of ``OFFICIAL_MODELS``.
+    encoder_type : str
+        "AVG", "SAP" or "ASP" (VGG models: "AVG" or "SAP").
+    n_mels : int
+        Mel bins the model was trained with.
+    n_out : int
+        Embedding size.
+
+    Returns
+    -------
+    SpeakerEmbedder
+        Eval-mode module, waveforms (batch, samples) at 16 kHz -> (batch, n_out),
+        with every TDY layer at inference temperature 1.
+    """
+    front_end, encoder = build_official_model(model, encoder_type, n_mels, n_out)
+    official = read_official_state_dict(checkpoint)
+    state = {official_to_package_key(key, model): value for key, value in official.items()}
+    check_state_dict(encoder.state_dict(), state, f"{model} (encoder_type={encoder_type}, n_mels={n_mels}, n_out={n_out})")
+    encoder.load_state_dict(state)
+    set_temperature(encoder, 1.0)
+    return SpeakerEmbedder(front_end, encoder).eval()
+
+
+def check_state_dict(expected, given, description):
+    """Raise CheckpointMismatchError naming missing, unexpected and mis-shaped keys."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    mis_shaped = [
+        f"{key}: model {tuple(expected[key].shape)}, checkpoint {tuple(given[key].shape)}"
+        for key in expected
+        if key in given and expected[key].shape != given[key].shape
+    ]
+    problems = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
+        if items:
+            shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
+            problems.append(f"{title}: {shown}")
+    if problems:
+        raise CheckpointMismatchError(f"Checkpoint does not match {description}; " + "; ".join(problems))

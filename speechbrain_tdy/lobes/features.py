@@ -1,0 +1,111 @@
+"""The authors' front end: log mel spectrogram normalised per mel bin over time.
+
+MelSpectrogram (512-point FFT, 25 ms window, 10 ms hop) -> + 1e-6 -> natural log
+-> instance norm (each mel bin to zero mean, unit variance over the valid
+frames, no affine), computed in float32 without gradients.
+"""
+import torch
+import torchaudio
+from torch import nn
+
+WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
+
+
+class LogMelInstanceNorm(nn.Module):
+    """Waveforms (batch, samples) at 16 kHz -> features (batch, frames, n_mels).
+
+    Usable as ``compute_features`` in SpeechBrain recipes. Items shorter than
+    the batch are computed on their own samples only, so padding never changes
+    an item's features; frames beyond an item's length are zero.
+
+    Arguments
+    ---------
+    n_mels : int
+        Number of mel bins.
+    window : str
+        "hamming" (the authors' ResNets) or "hann" (their VGG-M).
+    f_max : float or None
+        Highest mel frequency (None: Nyquist; the VGG-M uses 8000).
+    sample_rate, n_fft, win_length, hop_length : int
+        STFT settings.
+
+    Example
+    -------
+    >>> front_end = LogMelInstanceNorm(n_mels=40)
+    >>> wavs = torch.randn(2, 16000)
+    >>> front_end(wavs, torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 101, 40])
+    >>> front_end.num_frames(torch.tensor([16000, 8000]))
+    tensor([101,  51])
+    """
+
+    def __init__(
+        self,
+        n_mels=64,
+        window="hamming",
+        f_max=None,
+        sample_rate=16000,
+        n_fft=512,
+        win_length=400,
+        hop_length=160,
+        log_offset=1e-6,
+        norm_eps=1e-5,
+    ):
+        super().__init__()
+        if window not in WINDOWS:
+            raise ValueError(f"Unknown window {window!r}; expected one of {', '.join(WINDOWS)}")
+        self.n_mels, self.hop_length, self.sample_rate = n_mels, hop_length, sample_rate
+        self.log_offset, self.norm_eps = log_offset, norm_eps
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            f_max=f_max,
+            window_fn=WINDOWS[window],
+            n_mels=n_mels,
+        )
+
+    def num_frames(self, num_samples):
+        """Frames produced for ``num_samples`` samples (centred STFT frames)."""
+        return num_samples // self.hop_length + 1
+
+    def frame_lengths(self, wav_lens, num_samples):
+        """Relative feature lengths (batch,) for relative waveform lengths ``wav_lens``
+        of a batch padded to ``num_samples``, exact for the lobes' rounding."""
+        samples = torch.round(wav_lens.float() * num_samples).long()
+        return self.num_frames(samples).float() / self.num_frames(num_samples)
+
+    def forward(self, wavs, lengths=None):
+        """wavs: (batch, samples) in [-1, 1]; lengths: (batch,) relative lengths.
+        Returns (batch, frames, n_mels)."""
+        if wavs.dim() != 2:
+            raise ValueError(f"Expected waveforms of shape (batch, samples), got {tuple(wavs.shape)}")
+        with torch.no_grad(), torch.autocast(wavs.device.type, enabled=False):
+            wavs = wavs.float()
+            num_samples = wavs.shape[1]
+            samples = None
+            if lengths is not None:
+                samples = torch.round(lengths.float() * num_samples).long().clamp(1, num_samples)
+            if samples is None or bool((samples == num_samples).all()):
+                return self._normalise(self._log_mel(wavs))
+            frames = self.num_frames(num_samples)
+            feats = wavs.new_zeros(wavs.shape[0], frames, self.n_mels)
+            for i, length in enumerate(samples.tolist()):
+                item = self._normalise(self._log_mel(wavs[i : i + 1, :length]))
+                feats[i, : item.shape[1]] = item[0]
+            return feats
+
+    def _log_mel(self, wavs):
+        return torch.log(self.mel(wavs) + self.log_offset)
+
+    def _normalise(self, spec):
+        """Instance norm of (batch, n_mels, frames) over frames -> (batch, frames, n_mels)."""
+        mean = spec.mean(dim=-1, keepdim=True)
+        variance = spec.var(dim=-1, unbiased=False, keepdim=True)
+        return ((spec - mean) / torch.sqrt(variance + self.norm_eps)).transpose(1, 2)
+
+
+def vggm_front_end():
+    """The TDY-VGG-M front end: 64 mels, hann window, f_max 8000."""
+    return LogMelInstanceNorm(n_mels=64, window="hann", f_max=8000)

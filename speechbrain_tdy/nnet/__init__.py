@@ -1,0 +1,31 @@
+"""Layers: temporal dynamic convolutions, masking helpers and pooling."""
+from speechbrain_tdy.nnet.dtdy_conv import DTDYConv2d
+from speechbrain_tdy.nnet.pooling import (
+    AttentiveStatisticsPooling,
+    ChannelAttentivePooling,
+    SelfAttentivePooling,
+    TemporalAveragePooling,
+    build_pooling,
+)
+from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
+from speechbrain_tdy.nnet.temperature import (
+    TemperatureScheduler,
+    anneal_temperature,
+    set_temperature,
+    temperature_at_epoch,
+)
+
+__all__ = [
+    "AttentiveStatisticsPooling",
+    "ChannelAttentivePooling",
+    "DTDYConv2d",
+    "SelfAttentivePooling",
+    "StaticConv2d",
+    "TDYConv2d",
+    "TemperatureScheduler",
+    "TemporalAveragePooling",
+    "anneal_temperature",
+    "build_pooling",
+    "set_temperature",
+    "temperature_at_epoch",
+]

@@ -1,0 +1,158 @@
+"""Temporal dynamic convolution (TDY-CNN, Kim et al., ICASSP 2022).
+
+K basis kernels are mixed separately for every output time bin, with weights
+pi_k(t) from a small attention branch that looks at all channels and frequency
+bins of the input around time t:
+
+    y(f, t) = sum_k pi_k(t) * (W_k * x + b_k)(f, t)
+
+The convolution work itself lives in :mod:`speechbrain_tdy.nnet.tdy_functional`.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, pair
+from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
+
+
+class StaticConv2d(nn.Conv2d):
+    """A plain ``nn.Conv2d`` that takes the same ``(x, lengths)`` call as the
+    dynamic convolutions, so that model code treats all three alike.
+
+    Example
+    -------
+    >>> conv = StaticConv2d(4, 8, 3, padding=1)
+    >>> conv(torch.randn(2, 4, 10, 20), torch.tensor([20, 11])).shape
+    torch.Size([2, 8, 10, 20])
+    """
+
+    def forward(self, x, lengths=None):
+        """x: (batch, in_channels, freq, time); lengths: (batch,) valid time steps."""
+        return super().forward(mask_time(x, lengths))
+
+
+class TDYAttention(nn.Module):
+    """Per-time-bin softmax attention over K kernels.
+
+    Conv1d over (in_channels * freq) features -> BatchNorm -> ReLU -> Conv1d to K
+    logits (kernel 3) -> softmax over K of logits / temperature. The first
+    Conv1d has the main convolution's time kernel, stride and padding, so the
+    attention has one value per output time bin.
+
+    Arguments
+    ---------
+    in_channels : int
+        Channels of the layer input.
+    freq_size : int
+        Frequency bins of the layer input (the "map size").
+    kernel_size, stride, padding : int
+        Time kernel, stride and padding of the main convolution.
+    n_kernels : int
+        Number of basis kernels K.
+    reduction : int
+        Width reduction of the hidden layer.
+    """
+
+    def __init__(self, in_channels, freq_size, kernel_size, stride, padding, n_kernels, reduction=8):
+        super().__init__()
+        width = in_channels * freq_size
+        hidden = width // reduction
+        self.fc1 = nn.Conv1d(width, hidden, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Conv1d(hidden, n_kernels, 3, padding=1)
+        self.time_kernel, self.time_stride, self.time_padding = kernel_size, stride, padding
+        for conv in (self.fc1, self.fc2):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x, temperature, lengths=None):
+        """Return pi: (batch, K, time_out) for x: (batch, in_channels, freq, time)
+        whose time steps beyond ``lengths`` are already zero."""
+        batch, channels, freq, time = x.shape
+        hidden = F.relu(self.bn(self.fc1(x.reshape(batch, channels * freq, time))))
+        out_lengths = conv_output_lengths(lengths, self.time_kernel, self.time_stride, self.time_padding)
+        logits = self.fc2(mask_time(hidden, out_lengths))
+        return torch.softmax(logits / temperature, dim=1)
+
+
+class TDYConv2d(nn.Module):
+    """Temporal dynamic 2-D convolution over (freq, time) feature maps.
+
+    Arguments
+    ---------
+    in_channels, out_channels : int
+        Channels of input and output.
+    kernel_size, stride, padding : int or tuple
+        As for ``nn.Conv2d``; tuples are (freq, time).
+    freq_size : int
+        Frequency bins of the input; the attention branch's width depends on it.
+    bias : bool
+        Give each basis kernel a bias.
+    n_kernels : int
+        Number of basis kernels K (6 in the paper).
+    temperature : float
+        Softmax temperature of the attention (31 at the start of training,
+        annealed to 1; see :mod:`speechbrain_tdy.nnet.temperature`).
+
+    Example
+    -------
+    >>> conv = TDYConv2d(16, 32, kernel_size=3, freq_size=20, stride=2, padding=1)
+    >>> x = torch.randn(4, 16, 20, 101)
+    >>> conv(x).shape
+    torch.Size([4, 32, 10, 51])
+    >>> conv.attention_weights(x).shape
+    torch.Size([4, 6, 51])
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        freq_size,
+        stride=1,
+        padding=0,
+        bias=False,
+        n_kernels=6,
+        temperature=31.0,
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
+        self.freq_size, self.n_kernels = freq_size, n_kernels
+        self.temperature = float(temperature)
+        self.attention = TDYAttention(
+            in_channels, freq_size, self.kernel_size[1], self.stride[1], self.padding[1], n_kernels
+        )
+        self.weight = nn.Parameter(torch.empty(n_kernels, out_channels, in_channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(n_kernels, out_channels)) if bias else None
+        for kernel in self.weight.data:
+            nn.init.kaiming_normal_(kernel)
+
+    def attention_weights(self, x, lengths=None):
+        """Mixing weights pi: (batch, K, time_out) for x: (batch, in_channels, freq, time)."""
+        self._check_input(x)
+        return self.attention(mask_time(x, lengths), self.temperature, lengths)
+
+    def forward(self, x, lengths=None):
+        """x: (batch, in_channels, freq, time); lengths: (batch,) valid time steps
+        or None. Returns (batch, out_channels, freq_out, time_out)."""
+        self._check_input(x)
+        x = mask_time(x, lengths)
+        pi = self.attention(x, self.temperature, lengths)
+        return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding)
+
+    def _check_input(self, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] != self.freq_size:
+            raise ValueError(
+                f"TDYConv2d expected input (batch, {self.in_channels}, {self.freq_size}, time), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def extra_repr(self):
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, freq_size={self.freq_size}, "
+            f"n_kernels={self.n_kernels}, temperature={self.temperature:g}, bias={self.bias is not None}"
+        )

@@ -1,0 +1,107 @@
+"""TDYConv2d against a direct per-time-bin evaluation, and the temperature schedule."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechbrain_tdy.nnet import TDYConv2d, TemperatureScheduler, anneal_temperature, set_temperature
+from speechbrain_tdy.nnet.temperature import temperature_at_epoch
+
+
+def direct_tdy(layer, x):
+    """y(f, t) = sum_k pi_k(t) (W_k * x + b_k)(f, t), one output time bin at a time."""
+    pi = layer.attention_weights(x)
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    padded = F.pad(x, (pw, pw, ph, ph))
+    columns = []
+    for t in range(pi.shape[-1]):
+        window = padded[..., t * sw : t * sw + kw]
+        kernel = torch.einsum("bk,kcihw->bcihw", pi[:, :, t], layer.weight)
+        out = torch.stack([F.conv2d(window[b : b + 1], kernel[b], stride=(sh, 1)) for b in range(x.shape[0])])
+        out = out[:, 0, :, :, 0]
+        if layer.bias is not None:
+            out = out + (pi[:, :, t] @ layer.bias)[:, :, None]
+        columns.append(out)
+    return torch.stack(columns, dim=-1)
+
+
+CASES = [
+    dict(kernel_size=3, stride=1, padding=1, bias=False, freq=8, time=11),
+    dict(kernel_size=3, stride=2, padding=1, bias=True, freq=9, time=13),
+    dict(kernel_size=1, stride=2, padding=0, bias=False, freq=8, time=7),
+    dict(kernel_size=(5, 5), stride=(2, 2), padding=(1, 1), bias=True, freq=11, time=12),
+    dict(kernel_size=(7, 1), stride=1, padding=0, bias=False, freq=7, time=5),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_direct_evaluation_outputs_and_gradients(case):
+    torch.manual_seed(0)
+    layer = TDYConv2d(3, 4, case["kernel_size"], freq_size=case["freq"], stride=case["stride"],
+                      padding=case["padding"], bias=case["bias"], temperature=4.0).double()
+    if layer.bias is not None:
+        torch.nn.init.normal_(layer.bias)
+    layer.eval()
+    x = torch.randn(2, 3, case["freq"], case["time"], dtype=torch.float64, requires_grad=True)
+    fast, direct = layer(x), direct_tdy(layer, x)
+    torch.testing.assert_close(fast, direct, rtol=1e-9, atol=1e-9)
+    upstream = torch.randn_like(fast)
+    params = [x] + [p for p in layer.parameters() if p.requires_grad]
+    grads_fast = torch.autograd.grad(fast, params, upstream)
+    grads_direct = torch.autograd.grad(direct, params, upstream)
+    for got, want in zip(grads_fast, grads_direct):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-9)
+
+
+def test_attention_is_a_distribution_over_kernels_per_time_bin():
+    layer = TDYConv2d(2, 3, 3, freq_size=6, stride=2, padding=1).eval()
+    pi = layer.attention_weights(torch.randn(3, 2, 6, 15))
+    assert pi.shape == (3, 6, 8)
+    torch.testing.assert_close(pi.sum(dim=1), torch.ones(3, 8))
+
+
+def test_temperature_flattens_the_attention():
+    torch.manual_seed(0)
+    layer = TDYConv2d(2, 3, 3, freq_size=6, padding=1).eval()
+    x = torch.randn(1, 2, 6, 20)
+    set_temperature(layer, 1.0)
+    sharp = layer.attention_weights(x)
+    set_temperature(layer, 31.0)
+    flat = layer.attention_weights(x)
+    assert (flat.max(dim=1).values - flat.min(dim=1).values).mean() < (
+        sharp.max(dim=1).values - sharp.min(dim=1).values
+    ).mean()
+
+
+def test_temperature_schedule_goes_31_to_1_by_3():
+    assert [temperature_at_epoch(e) for e in range(1, 13)] == [31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 1]
+
+
+def test_anneal_and_scheduler_reach_every_layer():
+    from speechbrain_tdy.lobes import tdy_resnet34_quarter
+
+    model = tdy_resnet34_quarter(n_mels=40)
+    layers = [m for m in model.modules() if isinstance(m, TDYConv2d)]
+    assert len(layers) == (3 + 4 + 6 + 3) * 2 + 3  # two convs per block + 3 downsamples
+    for _ in range(12):
+        anneal_temperature(model)
+    assert {layer.temperature for layer in layers} == {1.0}
+    scheduler = TemperatureScheduler()
+    assert scheduler(model, epoch=4) == 22.0
+    assert {layer.temperature for layer in layers} == {22.0}
+
+
+def test_scheduler_state_survives_a_checkpoint(tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    scheduler = TemperatureScheduler()
+    scheduler(torch.nn.Identity(), epoch=5)
+    Checkpointer(tmp_path, {"temperature": scheduler}).save_checkpoint()
+    restored = TemperatureScheduler()
+    Checkpointer(tmp_path, {"temperature": restored}).recover_if_possible()
+    assert restored.current == 19.0
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    layer = TDYConv2d(4, 8, 3, freq_size=10, padding=1)
+    with pytest.raises(ValueError, match=r"expected input \(batch, 4, 10, time\), got \(2, 4, 12, 30\)"):
+        layer(torch.randn(2, 4, 12, 30))
