@@ -1,6 +1,7 @@
 """Shared fixtures: the authors' key listing and recorded outputs."""
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,27 @@ def official_state_dict(block, gain=1.0):
     """Deterministic weights for a block of the listing, with the authors' key names."""
     zeros = {name: torch.zeros(shape) for name, (shape, _) in block["keys"].items()}
     return fill_weights(zeros, gain)
+
+
+def hide_unimportable_lazy_modules():
+    """SpeechBrain registers lazy modules for optional integrations (k2, ...) that
+    raise ImportError on attribute access; hypothesis inspects every module in
+    sys.modules, so drop the ones that cannot be imported here."""
+    for name, module in list(sys.modules.items()):
+        try:
+            getattr(module, "__file__", None)
+        except ImportError:
+            del sys.modules[name]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems():
+    hide_unimportable_lazy_modules()
+
+
+@pytest.fixture(autouse=True)
+def _hide_lazy_modules_before_each_test():
+    hide_unimportable_lazy_modules()
 
 
 @pytest.fixture(scope="session")

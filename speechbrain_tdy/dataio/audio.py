@@ -1,0 +1,72 @@
+"""Reading audio for training and verification.
+
+Waveforms are float32 in [-1, 1] (soundfile's convention, as in the authors'
+code). Files shorter than a crop are extended by wrapping around, as the
+authors do; multi-channel files are averaged to mono.
+"""
+import numpy as np
+import soundfile as sf
+import torch
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used, with its path and the reason."""
+
+
+def read_segment(path, start=0, stop=None, sample_rate=16000):
+    """Samples [start, stop) of ``path`` as a mono float32 tensor (samples,).
+
+    Raises AudioError naming the file if it cannot be decoded, has another
+    sample rate, is empty or holds non-finite samples.
+    """
+    try:
+        audio, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise AudioError(f"{path}: cannot read audio ({error})") from error
+    if rate != sample_rate:
+        raise AudioError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: no samples in [{start}, {stop})")
+    audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return torch.from_numpy(np.ascontiguousarray(audio))
+
+
+def wrap_pad(wav, num_samples):
+    """Repeat ``wav`` (samples,) cyclically until it has at least ``num_samples`` samples.
+
+    >>> wrap_pad(torch.tensor([1.0, 2.0, 3.0]), 7)
+    tensor([1., 2., 3., 1., 2., 3., 1.])
+    """
+    if wav.shape[0] >= num_samples:
+        return wav
+    repeats = -(-num_samples // wav.shape[0])
+    return wav.repeat(repeats)[:num_samples]
+
+
+def random_crop(path, num_samples, start, stop, rng, sample_rate=16000):
+    """A random ``num_samples`` crop of the segment [start, stop) of ``path``,
+    wrap-padded if the segment is shorter. ``rng`` is a ``random.Random``."""
+    length = stop - start
+    if length <= num_samples:
+        return wrap_pad(read_segment(path, start, stop, sample_rate), num_samples)
+    offset = start + rng.randint(0, length - num_samples)
+    return read_segment(path, offset, offset + num_samples, sample_rate)
+
+
+def evenly_spaced_crops(wav, num_samples, num_crops=10):
+    """The authors' evaluation crops: ``num_crops`` windows of ``num_samples``
+    at evenly spaced starts, after wrap-padding short files.
+
+    Returns (num_crops, num_samples).
+
+    >>> evenly_spaced_crops(torch.arange(10.0), 4, num_crops=3)
+    tensor([[0., 1., 2., 3.],
+            [3., 4., 5., 6.],
+            [6., 7., 8., 9.]])
+    """
+    if wav.shape[0] <= num_samples:
+        wav = wrap_pad(wav, num_samples + 1)
+    starts = np.linspace(0, wav.shape[0] - num_samples, num=num_crops)
+    return torch.stack([wav[int(s) : int(s) + num_samples] for s in starts])

@@ -1,0 +1,57 @@
+"""Local noise and room-impulse-response files for SpeechBrain's AddNoise/AddReverb.
+
+Recipes point ``noise_folder`` / ``rir_folder`` at folders of wav files (MUSAN,
+the RIRS_NOISES set, or anything else on disk); :func:`folder_to_csv` writes the
+CSV that SpeechBrain's augmenters read. :func:`write_synthetic_noise_and_rirs`
+makes small synthetic folders for the mini corpus, so nothing is downloaded.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from speechbrain.augment.preparation import write_csv
+
+
+def folder_to_csv(folder, csv_file, max_length=None):
+    """Write SpeechBrain's augmentation CSV for every wav under ``folder``.
+
+    Skips the work when ``csv_file`` exists. Raises FileNotFoundError naming the
+    folder if it holds no wav file.
+    """
+    if os.path.isfile(csv_file):
+        return csv_file
+    files = sorted(str(p) for p in Path(folder).rglob("*.wav")) if os.path.isdir(folder) else []
+    if not files:
+        raise FileNotFoundError(
+            f"No wav files in {folder}: provide noise/RIR recordings there, or disable the "
+            "augmentation that needs them (augment: False, or remove it from 'augmentations')"
+        )
+    os.makedirs(os.path.dirname(os.path.abspath(csv_file)), exist_ok=True)
+    partial = f"{csv_file}.partial"
+    write_csv(files, partial, max_length)
+    os.replace(partial, csv_file)
+    return csv_file
+
+
+def write_synthetic_noise_and_rirs(out_dir, n_noises=8, n_rirs=8, sample_rate=16000, seed=0):
+    """Coloured noises (3 s) in ``out_dir/noise`` and exponentially decaying
+    impulse responses (RT60 0.2-0.8 s) in ``out_dir/rir``. Returns both folders."""
+    rng = np.random.default_rng(seed)
+    noise_dir, rir_dir = Path(out_dir) / "noise", Path(out_dir) / "rir"
+    noise_dir.mkdir(parents=True, exist_ok=True)
+    rir_dir.mkdir(parents=True, exist_ok=True)
+    freqs = np.fft.rfftfreq(3 * sample_rate, 1 / sample_rate)
+    for i in range(n_noises):
+        slope = rng.uniform(-1.5, 0.5)  # spectral slope in log power per log frequency
+        spectrum = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
+        spectrum *= np.maximum(freqs, 50.0) ** (slope / 2)
+        noise = np.fft.irfft(spectrum, n=3 * sample_rate)
+        sf.write(noise_dir / f"noise_{i:03d}.wav", 0.3 * noise / np.abs(noise).max(), sample_rate, subtype="PCM_16")
+    for i in range(n_rirs):
+        rt60 = rng.uniform(0.2, 0.8)
+        t = np.arange(int(rt60 * sample_rate)) / sample_rate
+        rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+        rir[0] = 1.0
+        sf.write(rir_dir / f"rir_{i:03d}.wav", 0.9 * rir / np.abs(rir).max(), sample_rate, subtype="PCM_16")
+    return str(noise_dir), str(rir_dir)
