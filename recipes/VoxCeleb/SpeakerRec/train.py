@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Train a TDY-CNN speaker embedding model on VoxCeleb (or the mini corpus).
+
+    python train.py hparams/tdy.yaml --data_folder=/path/to/VoxCeleb2
+    torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
+    python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
+
+The model maps random crops of each training utterance to embeddings, trained
+with the paper's softmax + angular prototypical loss on speaker-balanced
+batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
+annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
+reports the speaker classification error on held-out utterances and, every
+``eer_every_n_epochs``, the EER on the dev trial list.
+"""
+import logging
+import random
+import sys
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from hyperpyyaml import load_hyperpyyaml
+from torch.nn.parallel import DistributedDataParallel
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_tdy.dataio.audio import random_crop, read_segment
+from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
+from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
+from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.verification import embed_files, error_rates, score_trials
+
+logger = logging.getLogger(__name__)
+
+
+class SpeakerBrain(sb.core.Brain):
+    """Waveform crops -> features -> embedding -> loss head."""
+
+    def embed(self, wavs, lens):
+        """Embeddings (batch, emb_dim) of waveforms (batch, samples) with relative lengths."""
+        feats = self.modules.compute_features(wavs, lens)
+        feat_lens = self.modules.compute_features.frame_lengths(lens, wavs.shape[1])
+        return self.modules.embedding_model(feats, feat_lens).squeeze(1)
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        if stage == sb.Stage.TRAIN and self.hparams.augment:
+            wavs, lens = self.hparams.wav_augment(wavs, lens)
+        return self.embed(wavs, lens)
+
+    def compute_objectives(self, embeddings, batch, stage):
+        targets = batch.spk_id_encoded.data.squeeze(1)
+        if stage == sb.Stage.TRAIN:
+            if self.hparams.augment:
+                targets = self.hparams.wav_augment.replicate_labels(targets)
+            # Augmenters may stack copies of the batch: score each copy on its own,
+            # so that a speaker never meets itself as a negative.
+            copies = embeddings.shape[0] // batch.batchsize
+            losses = [self.modules.loss_head(e, t) for e, t in zip(embeddings.chunk(copies), targets.chunk(copies))]
+            return torch.stack(losses).mean()
+        loss_head = getattr(self.modules.loss_head, "module", self.modules.loss_head)  # unwrap DDP
+        logits = loss_head.logits(embeddings)
+        self.error_metrics.append(batch.id, logits.unsqueeze(1), targets.unsqueeze(1))
+        return F.cross_entropy(logits, targets)
+
+    def _wrap_distributed(self):
+        """As Brain's, but on CPU (gloo) keep ordinary batch norm: SyncBatchNorm needs CUDA."""
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(module, find_unused_parameters=self.find_unused_parameters)
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            temperature = self.hparams.temperature_scheduler(self.modules.embedding_model, epoch)
+            lr = self.hparams.lr * self.hparams.lr_decay ** ((epoch - 1) // self.hparams.lr_decay_every)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+            self.epoch_meta = {"epoch": epoch, "lr": lr, "temperature": temperature}
+            if self.hparams.batch_sampler is not None:
+                self.hparams.batch_sampler.set_epoch(epoch)
+        else:
+            self.error_metrics = self.hparams.error_stats()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats["ErrorRate"] = self.error_metrics.summarize("average")
+        if stage == sb.Stage.VALID:
+            last_epoch = epoch == self.hparams.number_of_epochs
+            if self.dev_trials is not None and (epoch % self.hparams.eer_every_n_epochs == 0 or last_epoch):
+                stats.update(self.dev_trial_metrics())
+            self.hparams.train_logger.log_stats(
+                stats_meta=self.epoch_meta, train_stats=self.train_stats, valid_stats=stats
+            )
+            meta = {"ErrorRate": stats["ErrorRate"], "temperature": self.epoch_meta["temperature"]}
+            meta.update({key: stats[key] for key in ("EER", "minDCF", "threshold") if key in stats})
+            self.checkpointer.save_and_keep_only(meta=meta, min_keys=["ErrorRate"], num_to_keep=2)
+
+    def dev_trial_metrics(self):
+        """EER, minDCF and EER threshold on the dev trial list (main process only)."""
+        if not if_main_process():
+            return {}
+        self.modules.eval()
+        files = sorted({path for trial in self.dev_trials for path in (trial.enrol, trial.test)})
+        embeddings = embed_files(
+            lambda wavs, lens: self.embed(wavs.to(self.device), lens.to(self.device)),
+            files, self.hparams.trial_wav_folder, self.hparams.sample_rate,
+        )
+        scores = score_trials(self.dev_trials, embeddings)
+        eer, threshold, min_dcf = error_rates(scores, [t.label for t in self.dev_trials], self.hparams.p_target)
+        return {"EER": eer, "minDCF": min_dcf, "threshold": threshold}
+
+
+def dataio_prep(hparams):
+    """Datasets with the audio and label pipelines, and the fitted label encoder."""
+    train_data = sb.dataio.dataset.DynamicItemDataset.from_csv(hparams["train_annotation"])
+    valid_data = sb.dataio.dataset.DynamicItemDataset.from_csv(hparams["valid_annotation"])
+    crop_samples, sample_rate = hparams["crop_samples"], hparams["sample_rate"]
+    rng = random.Random(hparams["seed"])
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, start, stop):
+        return random_crop(wav, crop_samples, int(start), int(stop), rng, sample_rate)
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def valid_audio(wav, start, stop):
+        return read_segment(wav, int(start), int(stop), sample_rate)
+
+    train_data.add_dynamic_item(train_audio)
+    valid_data.add_dynamic_item(valid_audio)
+
+    label_encoder = sb.dataio.encoder.CategoricalEncoder()
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_id_encoded")
+    def label_pipeline(spk_id):
+        return label_encoder.encode_sequence_torch([spk_id])
+
+    sb.dataio.dataset.add_dynamic_item([train_data, valid_data], label_pipeline)
+    label_encoder_file = f"{hparams['save_folder']}/label_encoder.txt"
+    label_encoder.load_or_create(path=label_encoder_file, from_didatasets=[train_data], output_key="spk_id")
+    sb.dataio.dataset.set_output_keys([train_data, valid_data], ["id", "sig", "spk_id_encoded"])
+    valid_data = valid_data.filtered_sorted(key_test={"spk_id": lambda s: s in label_encoder.lab2ind})
+    return train_data, valid_data, label_encoder
+
+
+def prepare_augmentation(hparams):
+    """CSV files for AddNoise / AddReverb from the local noise and RIR folders."""
+    if not hparams["augment"]:
+        return
+    for folder_key, csv_key in (("noise_folder", "noise_annotation"), ("rir_folder", "rir_annotation")):
+        if hparams.get(folder_key):
+            folder_to_csv(hparams[folder_key], hparams[csv_key], hparams.get("augment_max_length"))
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+    from voxceleb_prepare import prepare_voxceleb  # noqa: E402, the recipe folder is on sys.path
+
+    run_on_main(prepare_voxceleb, kwargs=hparams["prepare_kwargs"])
+    run_on_main(prepare_augmentation, kwargs={"hparams": hparams})
+
+    train_data, valid_data, label_encoder = dataio_prep(hparams)
+    loss_head = hparams["loss_head"](n_classes=len(label_encoder))
+    hparams["modules"]["loss_head"] = loss_head
+    hparams["checkpointer"].add_recoverable("loss_head", loss_head)
+
+    train_loader_kwargs = dict(hparams["dataloader_options"])
+    hparams["batch_sampler"] = None
+    if hparams["loss"] == "softmaxproto":
+        speakers = [row["spk_id"] for row in train_data.data.values()]
+        hparams["batch_sampler"] = SpeakerBalancedBatchSampler(
+            speakers, hparams["batch_speakers"], hparams["n_per_speaker"], seed=hparams["seed"]
+        )
+        train_loader_kwargs = {
+            "batch_sampler": hparams["batch_sampler"],
+            "num_workers": train_loader_kwargs.get("num_workers", 0),
+        }
+    elif hparams["loss"] != "aam":
+        raise ValueError(f"loss must be 'softmaxproto' or 'aam', got {hparams['loss']!r}")
+
+    brain = SpeakerBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.dev_trials = read_trials(hparams["dev_verification_file"]) if hparams.get("dev_verification_file") else None
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=train_loader_kwargs,
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
