@@ -117,3 +117,47 @@ def test_bad_audio_is_named(tmp_path, content, message):
         sf.write(path, np.zeros((0, 1), dtype=np.float32), 16000)
     with pytest.raises(AudioError, match=f"{content}.wav: {message}"):
         read_segment(str(path))
+
+
+from speechbrain_tdy.dataio.manifest import load_manifest  # noqa: E402
+
+HEADER = "ID,duration,wav,start,stop,spk_id\n"
+cell = st.text(alphabet="abc019.-", min_size=0, max_size=6)
+
+
+@given(rows=st.lists(st.lists(cell, min_size=5, max_size=7), min_size=1, max_size=6))
+def test_manifest_parser_reports_the_first_bad_line(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("csv") / "train.csv"
+    path.write_text(HEADER + "".join(",".join(r) + "\n" for r in rows))
+    expected_error = None
+    seen = set()
+    for line, fields in enumerate(rows, start=2):
+        problem = None
+        if len(fields) != 6:
+            problem = "fields"
+        else:
+            try:
+                float(fields[1])
+                start, stop = int(fields[3]), int(fields[4])
+                if stop <= start:
+                    problem = "stop"
+                elif fields[0] in seen:
+                    problem = "duplicate"
+            except ValueError:
+                problem = "number"
+            seen.add(fields[0])
+        if problem:
+            expected_error = line
+            break
+    if expected_error is None:
+        assert len(load_manifest(path)) == len(rows)
+    else:
+        with pytest.raises(ValueError, match=rf"train\.csv:{expected_error}: "):
+            load_manifest(path)
+
+
+def test_manifest_needs_its_columns(tmp_path):
+    path = tmp_path / "dev.csv"
+    path.write_text("ID,duration,wav\nx,1.0,a.wav\n")
+    with pytest.raises(ValueError, match=r"dev\.csv:1: missing column\(s\) start, stop, spk_id"):
+        load_manifest(path)

@@ -25,6 +25,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_tdy.dataio.audio import random_crop, read_segment
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
+from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
@@ -116,20 +117,20 @@ class SpeakerBrain(sb.core.Brain):
 
 def dataio_prep(hparams):
     """Datasets with the audio and label pipelines, and the fitted label encoder."""
-    train_data = sb.dataio.dataset.DynamicItemDataset.from_csv(hparams["train_annotation"])
-    valid_data = sb.dataio.dataset.DynamicItemDataset.from_csv(hparams["valid_annotation"])
+    train_data = sb.dataio.dataset.DynamicItemDataset(load_manifest(hparams["train_annotation"]))
+    valid_data = sb.dataio.dataset.DynamicItemDataset(load_manifest(hparams["valid_annotation"]))
     crop_samples, sample_rate = hparams["crop_samples"], hparams["sample_rate"]
     rng = random.Random(hparams["seed"])
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def train_audio(wav, start, stop):
-        return random_crop(wav, crop_samples, int(start), int(stop), rng, sample_rate)
+        return random_crop(wav, crop_samples, start, stop, rng, sample_rate)
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def valid_audio(wav, start, stop):
-        return read_segment(wav, int(start), int(stop), sample_rate)
+        return read_segment(wav, start, stop, sample_rate)
 
     train_data.add_dynamic_item(train_audio)
     valid_data.add_dynamic_item(valid_audio)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import DetCurveDisplay
 
+from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.nnet import set_temperature
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
@@ -69,7 +70,7 @@ def trial_files(trials):
 
 def cohort_embeddings(embed, train_csv, size, seed, sample_rate):
     """Embeddings of ``size`` random training utterances (one row each)."""
-    rows = list(sb.dataio.dataio.load_data_csv(train_csv).values())
+    rows = list(load_manifest(train_csv).values())
     random.Random(seed).shuffle(rows)
     paths = [row["wav"] for row in rows[:size]]
     embeddings = embed_files(embed, paths, "/", sample_rate)
