@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, lfilter
 
 SAMPLE_RATE = 16000
@@ -92,11 +93,11 @@ def draw_speaker(rng, spread=1.0):
     ``spread`` scales how far speakers lie from the average voice (pitch,
     pitch range, vocal-tract length, tilt, speaking rate, breathiness).
     """
-    formant_quirks = np.exp(rng.normal(0, 0.04 * spread, (len(VOWELS) + len(NASALS), 3)))
+    formant_quirks = np.exp(rng.normal(0, 0.05 * spread, (len(VOWELS) + len(NASALS), 3)))
     return {
         "f0": float(np.exp(np.log(150) + rng.uniform(-0.55, 0.55) * spread)),  # Hz, about 85-260
         "f0_range": float(np.clip(1.8 + rng.uniform(-1.2, 1.2) * spread, 0.2, None)),  # semitones (std)
-        "vtl": float(np.exp(rng.normal(0, 0.08 * spread))),  # formant scale (1 / vocal-tract length)
+        "vtl": float(np.exp(rng.normal(0, 0.1 * spread))),  # formant scale (1 / vocal-tract length)
         "bandwidth": float(np.exp(rng.normal(0, 0.2 * spread))),  # formant bandwidth scale
         "tilt": float(np.clip(0.75 + rng.uniform(-0.2, 0.2) * spread, 0.3, 0.97)),  # source low-pass pole
         "breath": float(np.clip(0.12 + rng.uniform(-0.1, 0.1) * spread, 0.0, None)),  # aspiration noise
@@ -113,15 +114,17 @@ def draw_channel(rng, strength=1.0):
     limits, gain, signal-to-noise ratio, noise colour and reverberation time.
     """
     return {
-        "eq": [(float(np.exp(rng.uniform(np.log(120), np.log(6500)))), float(rng.normal(0, 7 * strength)),
-                float(rng.uniform(0.5, 2.0))) for _ in range(4)],
-        "tilt": float(np.clip(rng.normal(0, 0.45 * strength), -0.9, 0.9)),
+        # Broad bands (low Q): they reshape the average spectrum, not the formant peaks.
+        "eq": [(float(np.exp(rng.uniform(np.log(150), np.log(6000)))), float(rng.normal(0, 6 * strength)),
+                float(rng.uniform(0.3, 1.2))) for _ in range(3)],
+        "tilt": float(np.clip(rng.normal(0, 0.5 * strength), -0.9, 0.9)),
         "highpass": float(rng.uniform(20, 20 + 250 * strength)),
         "lowpass": float(rng.uniform(7900 - 4000 * min(strength, 1.0), 7900)),
         "gain_db": float(rng.uniform(-15, 0)),
         "snr_db": float(rng.uniform(40 - 25 * strength, 45)),
         "noise_tilt": float(rng.uniform(-0.9, 0.9)),
         "rt60": float(rng.uniform(0.0, 0.6 * strength)),
+        "drr_db": float(rng.uniform(15 - 12 * min(strength, 1.0), 15)),  # direct-to-reverberant ratio
     }
 
 
@@ -134,10 +137,11 @@ def _resonator(freq, bandwidth):
 
 def _band_noise(rng, n, low, high):
     """Unit-variance white noise band-limited to [low, high] Hz, shape (n,)."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    size = next_fast_len(n, real=True)
+    spectrum = rfft(rng.standard_normal(size))
+    freqs = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     spectrum[(freqs < low) | (freqs > high)] = 0
-    noise = np.fft.irfft(spectrum, n)
+    noise = irfft(spectrum, size)[:n]
     return noise / (noise.std() + 1e-9)
 
 
@@ -163,9 +167,12 @@ def phone_sequence(rng, duration, rate):
             samples = max(HOP, int(seconds * (1.0 if phone == PAUSE else rate) * SAMPLE_RATE))
             phones.append((phone, samples))
             total += samples
-    excess = total - target  # trim the last unit so the utterance has the asked length
-    if excess > 0 and phones[-1][1] - excess >= HOP:
-        phones[-1] = (phones[-1][0], phones[-1][1] - excess)
+    excess = total - target  # trim the last units so the utterance has the asked length
+    while excess > 0 and len(phones) > 1:
+        phone, samples = phones.pop()
+        if samples - excess >= HOP:
+            phones.append((phone, samples - excess))
+        excess -= samples
     return phones
 
 
@@ -236,14 +243,16 @@ def apply_channel(rng, wav, channel):
         a = [1 + alpha / amp, -2 * np.cos(w0), 1 - alpha / amp]
         wav = lfilter(b, a, wav)
     wav = lfilter([1.0, -channel["tilt"]], [1.0], wav)  # > 0: brighter, < 0: duller
-    spectrum = np.fft.rfft(wav)
-    freqs = np.fft.rfftfreq(len(wav), 1 / SAMPLE_RATE)
+    size = next_fast_len(len(wav) + 2048, real=True)  # zero padding: the band filters' tails fit
+    spectrum = rfft(wav, size)
+    freqs = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     spectrum *= 1 / np.sqrt(1 + (channel["highpass"] / np.maximum(freqs, 1.0)) ** 4)
     spectrum *= 1 / np.sqrt(1 + (freqs / channel["lowpass"]) ** 8)
-    wav = np.fft.irfft(spectrum, len(wav))
+    wav = irfft(spectrum, size)[: len(wav)]
     if channel["rt60"] > 0.05:
         t = np.arange(int(channel["rt60"] * SAMPLE_RATE)) / SAMPLE_RATE
-        rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / channel["rt60"]) * 0.1
+        tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / channel["rt60"])
+        rir = tail * 10 ** (-channel["drr_db"] / 20) / np.sqrt(np.sum(tail[1:] ** 2))
         rir[0] = 1.0
         wav = fftconvolve(wav, rir)[: len(wav)]
     noise = lfilter([1.0], [1.0, -channel["noise_tilt"]], rng.standard_normal(len(wav)))

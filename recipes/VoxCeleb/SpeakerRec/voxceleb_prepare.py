@@ -1,14 +1,36 @@
-"""Data preparation for VoxCeleb1/2 (or the mini corpus): SpeechBrain CSVs.
+"""Data preparation for VoxCeleb1 / VoxCeleb2 speaker recognition (wav files on disk).
 
-    prepare_voxceleb(data_folder, save_folder, verification_pairs_file)
+Writes SpeechBrain CSV files (columns ``ID, duration, wav, start, stop,
+spk_id``; ``start``/``stop`` in samples, ``duration`` in seconds) in
+``save_folder``:
 
-Reads folders of wav files in VoxCeleb's layout (``wav/idXXXXX/<session>/<utt>.wav``),
-leaves out the speakers of the verification lists, checks every file's header
-(readable, not empty, expected sample rate), splits utterances into train and
-dev, and writes ``train.csv`` and ``dev.csv`` with columns
-``ID, duration, wav, start, stop, spk_id`` (start/stop in samples).
+- ``train.csv``, ``dev.csv``: utterances of the training speakers (the
+  speakers of the verification lists are excluded), split by utterance or by
+  speaker; whole utterances (``random_segment=True``, the dataloader crops) or
+  consecutive segments of ``seg_dur`` seconds;
+- ``veri_test.csv`` (every file of the trial lists), ``enrol.csv`` and
+  ``test.csv`` (the files in the enrolment / test column): whole utterances,
+  for embedding the trial files.
 
-Also a script: ``python voxceleb_prepare.py DATA_FOLDER SAVE_FOLDER --verification-pairs LIST``.
+It also writes ``prepare_options.json`` (the options and a fingerprint of the
+inputs: the audio listing and the trial lists), so that a second call with the
+same inputs does nothing, and, with ``on_bad_audio="skip"``, ``bad_audio.txt``.
+
+Usage from a recipe::
+
+    from speechbrain.utils.distributed import run_on_main
+    run_on_main(prepare_voxceleb, kwargs={"data_folder": ..., "save_folder": ...,
+                                          "verification_pairs_file": ".../veri_test2.txt"})
+
+or as a script::
+
+    python voxceleb_prepare.py DATA_FOLDER [DATA_FOLDER ...] SAVE_FOLDER --verification-pairs FILE
+
+Each data folder holds ``wav/idXXXXX/<session>/<utt>.wav`` or is itself the
+``wav`` folder. Trial lists are local files in VoxCeleb1's format (``label
+enrol test`` per line, paths relative to the ``wav`` folder), e.g. the official
+O / E / H lists and their cleaned versions. VoxCeleb2 is distributed as m4a:
+convert it to 16 kHz wav first (the error message says how).
 """
 import argparse
 import csv
@@ -25,8 +47,20 @@ import soundfile as sf
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 
 logger = logging.getLogger(__name__)
+
 OPTIONS_FILE = "prepare_options.json"
-BAD_AUDIO_REPORT = "bad_audio.txt"
+BAD_AUDIO_FILE = "bad_audio.txt"
+CSV_HEADER = ["ID", "duration", "wav", "start", "stop", "spk_id"]
+TRIAL_CSVS = ("veri_test.csv", "enrol.csv", "test.csv")
+AUDIO_EXTENSIONS = (".wav", ".m4a")
+M4A_HINT = (
+    "VoxCeleb2's m4a files must be converted to 16 kHz mono wav first, e.g. one file:\n"
+    "    ffmpeg -nostdin -loglevel error -i IN.m4a -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav\n"
+    "or a whole folder (wav files written next to the m4a files):\n"
+    "    find DATA_FOLDER -name '*.m4a' -exec sh -c "
+    "'ffmpeg -nostdin -loglevel error -i \"$1\" -ac 1 -ar 16000 -c:a pcm_s16le \"${1%.m4a}.wav\"' _ {} \\;"
+)
+_MAX_LISTED = 20  # bad files named in an error message
 
 
 def prepare_voxceleb(
@@ -39,217 +73,331 @@ def prepare_voxceleb(
     sample_rate=16000,
     random_segment=True,
     split_speaker=False,
-    on_bad_audio="error",
     skip_prep=False,
+    on_bad_audio="error",
     seed=1986,
 ):
-    """Write ``train.csv`` / ``dev.csv`` into ``save_folder``.
+    """Prepare the CSV files for VoxCeleb speaker recognition.
 
     Arguments
     ---------
     data_folder : str or list of str
-        VoxCeleb1 and/or VoxCeleb2 folders holding ``wav/`` (or being it).
+        VoxCeleb1 and/or VoxCeleb2 folders, each with ``wav/idXXXXX/<session>/<utt>.wav``
+        (or being the ``wav`` folder itself).
     save_folder : str
-        Where the CSVs go.
+        Where the CSV files go (created).
     verification_pairs_file : str, list of str or None
-        Local trial lists (VoxCeleb1-O/E/H, cleaned or not); their speakers are
-        excluded from training. ``None`` entries are ignored.
-    splits, split_ratio : sequences
-        Output splits and their share of each speaker's utterances (percent).
+        Trial list(s) whose speakers are excluded from training and whose files
+        get ``veri_test.csv`` / ``enrol.csv`` / ``test.csv``. Trial paths are
+        looked up in the data folders' ``wav`` folders; ``None`` entries are ignored.
+    splits : list of str
+        Training splits to write, among "train" and "dev".
+    split_ratio : list of int
+        Relative sizes of ``splits`` (e.g. [90, 10]); a split with a positive
+        share that comes out empty is an error.
     seg_dur : float
         Segment length in seconds when ``random_segment`` is False.
+    sample_rate : int
+        Expected sample rate; files with another are bad audio.
     random_segment : bool
-        One row per whole utterance (the dataloader takes random crops), or
-        fixed ``seg_dur`` segments.
+        True: one row per whole utterance (the dataloader crops randomly).
+        False: consecutive ``seg_dur`` segments (an utterance shorter than
+        ``seg_dur`` gives one whole-utterance row).
     split_speaker : bool
-        Split by speaker instead of by utterance.
-    on_bad_audio : str
-        "error": raise, listing every unreadable, empty or wrong-rate file;
-        "skip": leave them out and list them in ``bad_audio.txt``.
+        Split train/dev by speaker instead of by utterance (within each speaker).
     skip_prep : bool
         Do nothing.
+    on_bad_audio : "error" or "skip"
+        What to do with missing, unreadable or empty audio, a wrong sample rate
+        and m4a files: raise an error listing them, or leave them out, list
+        them in ``save_folder/bad_audio.txt`` and log a warning.
+    seed : int
+        Seed of the train/dev split.
+
+    Returns
+    -------
+    dict mapping each written CSV's name ("train", "dev", "veri_test", "enrol",
+    "test") to its path. Raises FileNotFoundError for missing data folders or
+    trial lists, ValueError for malformed trial lines (naming file and line),
+    bad audio (with ``on_bad_audio="error"``) or bad options.
     """
     if skip_prep:
-        return
+        return {}
+    data_folders = [data_folder] if isinstance(data_folder, (str, os.PathLike)) else list(data_folder)
+    trial_files = _as_list(verification_pairs_file)
+    splits, split_ratio = list(splits), [float(r) for r in split_ratio]
+    _check_options(data_folders, splits, split_ratio, seg_dur, on_bad_audio)
+    save_folder = Path(save_folder)
+    wav_dirs = [_wav_dir(folder) for folder in data_folders]
+    missing = [str(f) for f in trial_files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError("Verification trial list(s) not found: " + ", ".join(missing))
+
+    listing = _list_audio(wav_dirs)
+    options = {
+        "data_folders": [str(Path(d).resolve()) for d in wav_dirs],
+        "verification_pairs_files": [str(Path(f).resolve()) for f in trial_files],
+        "splits": splits, "split_ratio": split_ratio, "seg_dur": seg_dur, "sample_rate": sample_rate,
+        "random_segment": random_segment, "split_speaker": split_speaker, "on_bad_audio": on_bad_audio,
+        "seed": seed,
+    }
+    fingerprint = _fingerprint(listing, trial_files)
+    outputs = {name: save_folder / f"{name}.csv" for name in splits}
+    if trial_files:
+        outputs.update({Path(name).stem: save_folder / name for name in TRIAL_CSVS})
+    if _is_prepared(save_folder, options, fingerprint, outputs.values()):
+        logger.info("VoxCeleb CSVs in %s are up to date, skipping preparation", save_folder)
+        return {name: str(path) for name, path in outputs.items()}
+
+    trials = [(t.label, t.enrol, t.test) for path in trial_files for t in read_trials(path)]
+    trial_speakers = {speaker_of(p) for _, enrol, test in trials for p in (enrol, test)}
+    if not trial_files:
+        logger.warning("No verification list given: no speaker is excluded from training")
+
+    by_relpath = {}
+    for wav_dir, relpath, _, _ in listing:
+        by_relpath.setdefault(relpath, os.path.join(wav_dir, relpath))
+    bad = []  # (path, reason)
+    m4a = [path for path in by_relpath.values() if path.endswith(".m4a")]
+    bad += [(path, "m4a file: convert it to 16 kHz wav") for path in m4a]
+
+    trial_paths = sorted({p for _, enrol, test in trials for p in (enrol, test)})
+    for relpath in trial_paths:
+        if relpath not in by_relpath:
+            bad.append((relpath, f"trial file not found under {', '.join(map(str, wav_dirs))}"))
+    train_paths = sorted(
+        path for relpath, path in by_relpath.items()
+        if path.endswith(".wav") and speaker_of(relpath) not in trial_speakers
+    )
+    needed = train_paths + [by_relpath[r] for r in trial_paths if r in by_relpath and r.endswith(".wav")]
+    frames = {}
+    for path in needed:
+        info, reason = _audio_info(path, sample_rate)
+        if reason:
+            bad.append((path, reason))
+        else:
+            frames[path] = info
+    if bad:
+        _handle_bad_audio(bad, m4a, on_bad_audio, save_folder)
+    elif (save_folder / BAD_AUDIO_FILE).exists():
+        os.remove(save_folder / BAD_AUDIO_FILE)
+
+    train_paths = [p for p in train_paths if p in frames]
+    if not train_paths and splits:
+        raise ValueError(f"No usable training wav files in {', '.join(map(str, wav_dirs))}")
+    rows = _split(train_paths, splits, split_ratio, split_speaker, seed)
+    empty = [name for name, ratio in zip(splits, split_ratio) if ratio > 0 and not rows[name]]
+    if empty:
+        raise ValueError(f"Split(s) {empty} would be empty with split_ratio {split_ratio} "
+                         f"({len(train_paths)} training utterances): raise their share")
+    save_folder.mkdir(parents=True, exist_ok=True)
+    for name in splits:
+        _write_csv(outputs[name], _rows(rows[name], frames, sample_rate, seg_dur, random_segment))
+        logger.info("Wrote %s (%d utterances)", outputs[name], len(rows[name]))
+    if trial_files:
+        usable = [(label, e, t) for label, e, t in trials if by_relpath.get(e) in frames and by_relpath.get(t) in frames]
+        columns = {
+            "veri_test": sorted({p for _, e, t in usable for p in (e, t)}),
+            "enrol": sorted({e for _, e, _ in usable}),
+            "test": sorted({t for _, _, t in usable}),
+        }
+        for name, relpaths in columns.items():
+            paths = [by_relpath[r] for r in relpaths]
+            _write_csv(outputs[name], _rows(paths, frames, sample_rate, seg_dur, random_segment=True))
+    _write_atomic(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2))
+    return {name: str(path) for name, path in outputs.items()}
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    values = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    return [v for v in values if v]
+
+
+def _check_options(data_folders, splits, split_ratio, seg_dur, on_bad_audio):
     if on_bad_audio not in ("error", "skip"):
         raise ValueError(f"on_bad_audio must be 'error' or 'skip', got {on_bad_audio!r}")
-    data_folders = [data_folder] if isinstance(data_folder, (str, os.PathLike)) else list(data_folder)
-    trial_files = verification_pairs_file
-    if trial_files is None or isinstance(trial_files, (str, os.PathLike)):
-        trial_files = [trial_files]
-    trial_files = [str(f) for f in trial_files if f]
-    save_folder = Path(save_folder)
-    save_folder.mkdir(parents=True, exist_ok=True)
-
-    excluded = excluded_speakers(trial_files)
-    wav_files = list_wavs(data_folders)
-    options = dict(
-        data_folder=[str(f) for f in data_folders], verification_pairs_file=trial_files, splits=list(splits),
-        split_ratio=list(split_ratio), seg_dur=seg_dur, sample_rate=sample_rate, random_segment=random_segment,
-        split_speaker=split_speaker, on_bad_audio=on_bad_audio, seed=seed, inputs=fingerprint(wav_files, trial_files),
-    )
-    outputs = [save_folder / f"{split}.csv" for split in splits]
-    if is_prepared(save_folder, options, outputs):
-        logger.info("Preparation already done for these inputs: skipping (%s)", save_folder)
-        return
-
-    utterances, bad = read_headers([w for w in wav_files if w[1] not in excluded], sample_rate)
-    report_bad_audio(bad, save_folder, on_bad_audio)
-    if not utterances:
-        raise ValueError(f"No usable training audio found in {', '.join(map(str, data_folders))}")
-    assignment = split_utterances(utterances, splits, split_ratio, split_speaker, seed)
-    for split, output in zip(splits, outputs):
-        if not assignment[split]:
-            raise ValueError(f"Split {split!r} would be empty: raise its share in split_ratio {list(split_ratio)}")
-        rows = [row for utt in assignment[split] for row in csv_rows(utt, seg_dur, sample_rate, random_segment)]
-        write_csv(output, rows)
-    write_json(save_folder / OPTIONS_FILE, options)
-    logger.info("Prepared %s in %s (%d speakers excluded by the trial lists)", ", ".join(splits), save_folder, len(excluded))
+    unknown = [s for s in splits if s not in ("train", "dev")]
+    if unknown:
+        raise ValueError(f"splits must be among 'train' and 'dev', got {unknown}")
+    if len(split_ratio) != len(splits) or any(r < 0 for r in split_ratio) or (splits and sum(split_ratio) <= 0):
+        raise ValueError(f"split_ratio {split_ratio} must give one non-negative size per split {splits}")
+    if seg_dur <= 0:
+        raise ValueError(f"seg_dur must be positive, got {seg_dur}")
+    if not data_folders:
+        raise ValueError("data_folder is empty")
 
 
-def excluded_speakers(trial_files):
-    """Speakers appearing in any of the trial lists (all lists must exist and parse)."""
-    missing = [f for f in trial_files if not os.path.isfile(f)]
-    if missing:
-        raise FileNotFoundError(f"Verification list(s) not found: {', '.join(missing)}")
-    return {speaker_of(path) for f in trial_files for trial in read_trials(f) for path in (trial.enrol, trial.test)}
+def _wav_dir(folder):
+    """The folder holding idXXXXX/<session>/<utt>.wav: ``folder/wav`` or ``folder`` itself."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"VoxCeleb data folder not found: {folder}")
+    return folder / "wav" if (folder / "wav").is_dir() else folder
 
 
-def list_wavs(data_folders):
-    """Sorted (path, speaker, session) of every wav; m4a files are an error."""
-    found, m4a = [], []
-    for folder in data_folders:
-        root = Path(folder) / "wav" if (Path(folder) / "wav").is_dir() else Path(folder)
-        if not root.is_dir():
-            raise FileNotFoundError(f"Data folder not found: {folder}")
-        for path in root.rglob("*"):
-            if path.suffix == ".wav":
-                relative = path.relative_to(root).parts
-                if len(relative) != 3:
-                    raise ValueError(f"{path}: expected <wav root>/idXXXXX/<session>/<utterance>.wav")
-                found.append((str(path), relative[0], relative[1]))
-            elif path.suffix == ".m4a":
-                m4a.append(str(path))
-    if m4a:
-        raise ValueError(
-            f"{len(m4a)} m4a file(s), e.g. {m4a[0]}: convert VoxCeleb2's m4a to 16 kHz wav first, e.g.\n"
-            "  find DIR -name '*.m4a' | while read f; do ffmpeg -loglevel error -y -i \"$f\" "
-            "-ac 1 -ar 16000 \"${f%.m4a}.wav\" && rm \"$f\"; done"
-        )
-    return sorted(found)
+def _list_audio(wav_dirs):
+    """[(wav_dir, relpath, size, mtime_ns)] of every wav/m4a at depth speaker/session/utt, sorted."""
+    listing = []
+    for wav_dir in wav_dirs:
+        wav_dir = str(wav_dir)
+        for speaker in sorted(os.scandir(wav_dir), key=lambda e: e.name):
+            if not speaker.is_dir():
+                continue
+            for session in sorted(os.scandir(speaker.path), key=lambda e: e.name):
+                if not session.is_dir():
+                    continue
+                for entry in sorted(os.scandir(session.path), key=lambda e: e.name):
+                    if entry.name.lower().endswith(AUDIO_EXTENSIONS) and entry.is_file():
+                        stat = entry.stat()
+                        relpath = f"{speaker.name}/{session.name}/{entry.name}"
+                        listing.append((wav_dir, relpath, stat.st_size, stat.st_mtime_ns))
+    return listing
 
 
-def fingerprint(wav_files, trial_files):
-    """Digest of the input listing (paths, sizes, modification times)."""
-    digest = hashlib.sha1()
-    for path in [w[0] for w in wav_files] + list(trial_files):
-        stat = os.stat(path)
-        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+def _fingerprint(listing, trial_files):
+    digest = hashlib.sha256()
+    for wav_dir, relpath, size, mtime in listing:
+        digest.update(f"{wav_dir}\0{relpath}\0{size}\0{mtime}\n".encode())
+    for path in trial_files:
+        digest.update(Path(path).read_bytes())
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
-def is_prepared(save_folder, options, outputs):
-    options_file = save_folder / OPTIONS_FILE
-    if not options_file.is_file() or not all(o.is_file() for o in outputs):
+def _is_prepared(save_folder, options, fingerprint, outputs):
+    try:
+        stored = json.loads((save_folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
-    with open(options_file, encoding="utf-8") as stream:
-        return json.load(stream) == options
+    return stored == {"options": options, "fingerprint": fingerprint} and all(Path(p).is_file() for p in outputs)
 
 
-def read_headers(wav_files, sample_rate):
-    """Usable utterances [(path, speaker, session, frames)] and bad ones [(path, reason)]."""
-    usable, bad = [], []
-    for path, speaker, session in wav_files:
-        try:
-            info = sf.info(path)
-        except Exception as error:  # soundfile raises several types for undecodable files
-            bad.append((path, f"unreadable ({error})"))
-            continue
-        if info.frames == 0:
-            bad.append((path, "empty (no samples)"))
-        elif info.samplerate != sample_rate:
-            bad.append((path, f"sample rate {info.samplerate} Hz, expected {sample_rate} Hz"))
-        else:
-            usable.append((path, speaker, session, info.frames))
-    return usable, bad
+def _audio_info(path, sample_rate):
+    """(frames, None) for a usable file, else (None, reason); reads the header only."""
+    try:
+        info = sf.info(path)
+    except Exception as error:  # soundfile raises RuntimeError / LibsndfileError
+        return None, f"unreadable audio ({error})"
+    if info.frames <= 0:
+        return None, "empty audio (no samples)"
+    if info.samplerate != sample_rate:
+        return None, f"sample rate {info.samplerate} Hz, expected {sample_rate} Hz"
+    return info.frames, None
 
 
-def report_bad_audio(bad, save_folder, on_bad_audio):
-    if not bad:
-        return
+def _handle_bad_audio(bad, m4a, on_bad_audio, save_folder):
     lines = [f"{path}\t{reason}" for path, reason in bad]
     if on_bad_audio == "error":
-        shown = "\n  ".join(lines[:20]) + (f"\n  ... ({len(lines)} in all)" if len(lines) > 20 else "")
-        raise ValueError(f"{len(bad)} bad audio file(s) (set on_bad_audio: skip to leave them out):\n  {shown}")
-    write_text(save_folder / BAD_AUDIO_REPORT, "\n".join(lines) + "\n")
-    logger.warning("Skipped %d bad audio file(s); see %s", len(bad), save_folder / BAD_AUDIO_REPORT)
+        listed = "\n".join(lines[:_MAX_LISTED])
+        more = f"\n... and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
+        hint = f"\n{M4A_HINT}" if m4a else ""
+        raise ValueError(
+            f"{len(bad)} bad audio file(s) (set on_bad_audio='skip' to leave them out):\n{listed}{more}{hint}"
+        )
+    save_folder.mkdir(parents=True, exist_ok=True)
+    report = save_folder / BAD_AUDIO_FILE
+    _write_atomic(report, "".join(line + "\n" for line in lines))
+    logger.warning("Skipping %d bad audio file(s), listed in %s%s", len(bad), report,
+                   f"\n{M4A_HINT}" if m4a else "")
 
 
-def split_utterances(utterances, splits, split_ratio, split_speaker, seed):
-    """Assign utterances to splits: each speaker's utterances by ratio, or whole
-    speakers by ratio with ``split_speaker``."""
-    if len(splits) != len(split_ratio):
-        raise ValueError(f"splits {list(splits)} and split_ratio {list(split_ratio)} differ in length")
+def _split(paths, splits, split_ratio, split_speaker, seed):
+    """{split: [path]}: per speaker by utterance, or by speaker, in the given ratios."""
     rng = random.Random(seed)
+    result = {name: [] for name in splits}
+    if not splits:
+        return result
     by_speaker = {}
-    for utt in utterances:
-        by_speaker.setdefault(utt[1], []).append([utt])
-    # A unit goes to one split: single utterances, or all utterances of a speaker.
-    unit_groups = [[sum(units, []) for units in by_speaker.values()]] if split_speaker else list(by_speaker.values())
-    assignment = {split: [] for split in splits}
-    for units in unit_groups:
-        rng.shuffle(units)
-        start, cumulative = 0, 0
-        for split, ratio in zip(splits, split_ratio):
-            cumulative += ratio
-            end = round(len(units) * cumulative / sum(split_ratio))
-            assignment[split].extend(utt for unit in units[start:end] for utt in unit)
-            start = end
-    return assignment
+    for path in paths:
+        by_speaker.setdefault(Path(path).parts[-3], []).append(path)
+    if split_speaker:
+        speakers = sorted(by_speaker)
+        rng.shuffle(speakers)
+        for name, part in zip(splits, _portions(speakers, split_ratio)):
+            result[name] = sorted(p for s in part for p in by_speaker[s])
+        return result
+    for speaker in sorted(by_speaker):
+        utterances = sorted(by_speaker[speaker])
+        rng.shuffle(utterances)
+        for name, part in zip(splits, _portions(utterances, split_ratio)):
+            result[name].extend(part)
+    return {name: sorted(part) for name, part in result.items()}
 
 
-def csv_rows(utterance, seg_dur, sample_rate, random_segment):
-    """CSV rows of one utterance: whole, or cut into ``seg_dur`` segments."""
-    path, speaker, session, frames = utterance
-    name = f"{speaker}--{session}--{Path(path).stem}"
-    if random_segment:
-        return [[name, f"{frames / sample_rate:.3f}", path, 0, frames, speaker]]
-    segment = int(seg_dur * sample_rate)
+def _portions(items, ratio):
+    """Consecutive slices of ``items`` with sizes proportional to ``ratio``; the
+    first part gets at least one item (training must see every speaker)."""
+    total, bounds, acc = sum(ratio), [0], 0.0
+    for r in ratio:
+        acc += r
+        bounds.append(round(len(items) * acc / total))
+    if len(items) and ratio[0] > 0:
+        bounds[1] = max(bounds[1], 1)
+        bounds = [bounds[0]] + [max(b, bounds[1]) for b in bounds[1:]]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(len(ratio))]
+
+
+def _rows(paths, frames, sample_rate, seg_dur, random_segment):
+    """CSV rows (ID, duration, wav, start, stop, spk_id) of whole utterances or segments."""
     rows = []
-    for start in range(0, max(frames - segment, 0) + 1, segment):
-        stop = min(start + segment, frames)
-        rows.append([f"{name}_{start}_{stop}", f"{(stop - start) / sample_rate:.3f}", path, start, stop, speaker])
+    seg = int(round(seg_dur * sample_rate))
+    for path in paths:
+        speaker, session, name = Path(path).parts[-3:]
+        utt_id = f"{speaker}--{session}--{Path(name).stem}"
+        n = frames[path]
+        if random_segment or n <= seg:
+            spans = [(0, n)]
+        else:
+            spans = [(start, start + seg) for start in range(0, n - seg + 1, seg)]
+        for start, stop in spans:
+            row_id = utt_id if len(spans) == 1 and start == 0 and stop == n else f"{utt_id}_{start}_{stop}"
+            rows.append([row_id, f"{(stop - start) / sample_rate:.3f}", os.path.abspath(path), start, stop, speaker])
     return rows
 
 
-def write_csv(path, rows):
-    partial = path.with_name(path.name + ".partial")
+def _write_csv(path, rows):
+    partial = Path(f"{path}.partial")
     with open(partial, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["ID", "duration", "wav", "start", "stop", "spk_id"])
+        writer.writerow(CSV_HEADER)
         writer.writerows(rows)
     os.replace(partial, path)
 
 
-def write_text(path, text):
-    partial = path.with_name(path.name + ".partial")
+def _write_atomic(path, text):
+    partial = Path(f"{path}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
 
-def write_json(path, data):
-    write_text(path, json.dumps(data, indent=2) + "\n")
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Write SpeechBrain CSVs for VoxCeleb speaker recognition.")
+    parser.add_argument("data_folder", nargs="+", help="VoxCeleb folder(s) with wav/idXXXXX/<session>/<utt>.wav")
+    parser.add_argument("save_folder", help="where the CSV files go")
+    parser.add_argument("--verification-pairs", action="append", default=None, metavar="FILE",
+                        help="trial list whose speakers are excluded from training (repeatable)")
+    parser.add_argument("--splits", nargs="*", default=["train", "dev"], help="default: train dev")
+    parser.add_argument("--split-ratio", type=float, nargs="*", default=[90, 10], help="default: 90 10")
+    parser.add_argument("--split-speaker", action="store_true", help="split train/dev by speaker")
+    parser.add_argument("--fixed-segments", action="store_true",
+                        help="write seg-dur segments instead of whole utterances (random_segment=False)")
+    parser.add_argument("--seg-dur", type=float, default=3.0, help="segment length in seconds (default 3)")
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--on-bad-audio", choices=["error", "skip"], default="error")
+    parser.add_argument("--seed", type=int, default=1986)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    outputs = prepare_voxceleb(
+        args.data_folder, args.save_folder, args.verification_pairs, splits=args.splits,
+        split_ratio=args.split_ratio, seg_dur=args.seg_dur, sample_rate=args.sample_rate,
+        random_segment=not args.fixed_segments, split_speaker=args.split_speaker,
+        on_bad_audio=args.on_bad_audio, seed=args.seed,
+    )
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_folder", nargs="+")
-    parser.add_argument("save_folder")
-    parser.add_argument("--verification-pairs", nargs="*", default=[])
-    parser.add_argument("--on-bad-audio", choices=("error", "skip"), default="error")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    try:
-        prepare_voxceleb(args.data_folder, args.save_folder, args.verification_pairs, on_bad_audio=args.on_bad_audio)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    main(sys.argv[1:])

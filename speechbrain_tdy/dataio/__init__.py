@@ -1,0 +1,1 @@
+"""Data IO: speaker-balanced sampling, manifests, trial lists, audio reading."""
