@@ -5,9 +5,17 @@ is ``__S__`` and loss head ``__L__`` (optionally inside
 ``{"model_state_dict": ...}``). :func:`load_official_checkpoint` renames their
 keys to ours, checks that every key and shape matches, and returns a
 waveform-to-embedding module at inference temperature 1.
+
+From the command line, a checkpoint becomes a model folder for
+:class:`speechbrain_tdy.inference.TDYSpeakerRecognition` (and the hub)::
+
+    python -m speechbrain_tdy.convert CHECKPOINT OUT_DIR --model TDy_ResNet34_half \
+        --encoder-type AVG --n-mels 64 [--n-out 512]
 """
+import argparse
 import os
 import re
+import sys
 
 import torch
 
@@ -27,6 +35,17 @@ OFFICIAL_MODELS = {
     "DTDY_ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="dtdy", layers=(2, 2, 2, 2))),
     "TDy_VGGVox": ("vggm", dict(dynamic=True)),
     "VGGVox": ("vggm", dict(dynamic=False)),
+}
+# The authors' model names -> inference hyperparameter files (top-level hparams/).
+OFFICIAL_ARCHITECTURES = {
+    "TDy_ResNet34_half": "tdy_resnet34_half",
+    "TDy_ResNet34_quarter": "tdy_resnet34_quarter",
+    "ResNet34_half": "resnet34_half",
+    "ResNet34_quarter": "resnet34_quarter",
+    "DTDY_ResNet34_half": "dtdy_resnet34_half",
+    "DTDY_ResNet34_quarter": "dtdy_resnet34_quarter",
+    "TDy_VGGVox": "tdy_vggm",
+    "VGGVox": "vggm",
 }
 
 # Front-end buffers the authors store; ours are rebuilt by LogMelInstanceNorm.
@@ -169,3 +188,45 @@ def check_state_dict(expected, given, description):
             problems.append(f"{title}: {shown}")
     if problems:
         raise CheckpointMismatchError(f"Checkpoint does not match {description}; " + "; ".join(problems))
+
+
+def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512):
+    """Write a model folder (see :mod:`speechbrain_tdy.model_folder`) for one of
+    the authors' checkpoints; it loads with ``TDYSpeakerRecognition.from_hparams``."""
+    from speechbrain_tdy.model_folder import model_card, write_model_folder
+
+    embedder = load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out)
+    architecture = OFFICIAL_ARCHITECTURES[model]
+    values = {"n_mels": n_mels, "emb_dim": n_out, "pooling": encoder_type}
+    encoder = embedder.embedding_model
+    card = model_card(
+        title=f"{model} ({encoder_type} pooling, {n_mels} mels), converted from the authors' trainer",
+        architecture=architecture,
+        values=values,
+        n_parameters=sum(p.numel() for p in encoder.parameters()),
+        training=f"Trained with the authors' TDY-CNN code; converted from `{os.path.basename(os.fspath(checkpoint))}` "
+        "by `python -m speechbrain_tdy.convert`.",
+        results=None,
+        calibration=None,
+    )
+    return write_model_folder(out_dir, architecture, values, encoder.state_dict(), embedder, card)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Convert a checkpoint of the authors' trainer to a model folder.")
+    parser.add_argument("checkpoint", help="checkpoint saved by the authors' trainer (__S__./__L__. keys)")
+    parser.add_argument("out_dir", help="model folder to write (replaced if it exists)")
+    parser.add_argument("--model", required=True, choices=sorted(OFFICIAL_MODELS), help="the authors' model name")
+    parser.add_argument("--encoder-type", required=True, choices=["AVG", "SAP", "ASP"])
+    parser.add_argument("--n-mels", required=True, type=int)
+    parser.add_argument("--n-out", type=int, default=512, help="embedding size")
+    args = parser.parse_args(argv)
+    try:
+        out = convert_to_folder(args.checkpoint, args.out_dir, args.model, args.encoder_type, args.n_mels, args.n_out)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    print(f"Wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -91,7 +91,7 @@ def score_one_trial(model_folder, corpus):
     from speechbrain_tdy.inference import TDYSpeakerRecognition
 
     trial = read_trials(corpus / "veri_test.txt")[0]
-    model = TDYSpeakerRecognition.from_hparams(source=str(model_folder), savedir=str(model_folder))
+    model = TDYSpeakerRecognition.from_hparams(source=str(model_folder))
     score, decision = model.verify_files(str(corpus / "wav" / trial.enrol), str(corpus / "wav" / trial.test))
     return float(score), bool(decision)
 

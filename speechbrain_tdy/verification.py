@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from speechbrain.utils.metric_stats import EER, minDCF
 
 from speechbrain_tdy.dataio.audio import evenly_spaced_crops, read_segment
+from speechbrain_tdy.scoring import score_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +44,9 @@ def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_cr
     return embeddings
 
 
-def score_trials(trials, embeddings):
-    """Score of every trial: cosine similarity of whole-utterance embeddings, or
-    minus the mean Euclidean distance over all crop pairs (the paper's score)
-    when embeddings are (num_crops, dim)."""
-    scores = []
-    for trial in trials:
-        enrol, test = embeddings[trial.enrol], embeddings[trial.test]
-        if enrol.dim() == 1:
-            scores.append(float(enrol @ test))
-        else:
-            scores.append(-float(torch.cdist(enrol, test).mean()))
-    return torch.tensor(scores)
+def score_trials(trials, embeddings, score_norm=None, cohort=None, top_n=None):
+    """Scores (n,) of trials, see :func:`speechbrain_tdy.scoring.score_pairs`."""
+    return score_pairs([(trial.enrol, trial.test) for trial in trials], embeddings, score_norm, cohort, top_n)
 
 
 def error_rates(scores, labels, p_target=0.05):

@@ -10,7 +10,7 @@ from speechbrain_tdy.nnet.temperature import temperature_at_epoch
 def direct_tdy(layer, x):
     """y(f, t) = sum_k pi_k(t) (W_k * x + b_k)(f, t), one output time bin at a time."""
     pi = layer.attention_weights(x)
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    (_, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
     padded = F.pad(x, (pw, pw, ph, ph))
     columns = []
     for t in range(pi.shape[-1]):

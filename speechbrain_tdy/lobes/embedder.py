@@ -1,5 +1,4 @@
 """Waveform-to-embedding pipeline: front end followed by an embedding model."""
-import torch
 from torch import nn
 
 
@@ -15,6 +14,7 @@ class SpeakerEmbedder(nn.Module):
 
     Example
     -------
+    >>> import torch
     >>> from speechbrain_tdy.lobes import LogMelInstanceNorm, tdy_resnet34_quarter
     >>> embedder = SpeakerEmbedder(LogMelInstanceNorm(40), tdy_resnet34_quarter(n_mels=40)).eval()
     >>> embedder(torch.randn(2, 16000), torch.tensor([1.0, 0.7])).shape

@@ -96,6 +96,33 @@ class LogMelInstanceNorm(nn.Module):
                 feats[i, : item.shape[1]] = item[0]
             return feats
 
+    def features_in_chunks(self, wav, chunk_frames=6000):
+        """Features (1, frames, n_mels) of one long waveform (samples,), equal to
+        ``self(wav[None])`` but computing the spectrogram ``chunk_frames`` frames
+        at a time, so memory beyond the output stays bounded.
+
+        >>> front_end = LogMelInstanceNorm(n_mels=24)
+        >>> wav = torch.randn(48000)
+        >>> torch.allclose(front_end.features_in_chunks(wav, 70), front_end(wav[None]), atol=1e-5)
+        True
+        """
+        if wav.dim() != 1:
+            raise ValueError(f"Expected one waveform of shape (samples,), got {tuple(wav.shape)}")
+        with torch.no_grad(), torch.autocast(wav.device.type, enabled=False):
+            wav = wav.float()
+            frames = int(self.num_frames(wav.shape[0]))
+            # Frames computed on a slice are exact once their window lies inside it.
+            margin = -(-self.mel.spectrogram.n_fft // (2 * self.hop_length)) + 1
+            chunks = []
+            for first in range(0, frames, chunk_frames):
+                last = min(first + chunk_frames, frames)
+                start = max(0, first - margin) * self.hop_length
+                stop = min(wav.shape[0], (last - 1 + margin) * self.hop_length + 1)
+                spec = self._log_mel(wav[None, start:stop])
+                offset = first - start // self.hop_length
+                chunks.append(spec[..., offset : offset + last - first])
+            return self._normalise(torch.cat(chunks, dim=-1))
+
     def _log_mel(self, wavs):
         return torch.log(self.mel(wavs) + self.log_offset)
 

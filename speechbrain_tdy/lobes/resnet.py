@@ -151,6 +151,7 @@ class ResNet34(nn.Module):
                 in_channels = width
             setattr(self, f"layer{index}", nn.ModuleList(blocks))
         self.out_freq = freq
+        self.time_stride = 4  # input frames per output frame (stages 2 and 3 have stride 2)
         self.pooling = build_pooling(pooling, in_channels * freq, channel_attention=block == "dtdy")
         self.fc = nn.Linear(self.pooling.out_channels, lin_neurons)
         for module in self.modules():

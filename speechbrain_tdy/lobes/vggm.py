@@ -112,6 +112,12 @@ class VGGM(nn.Module):
         if freq != 1:
             raise ValueError(f"VGGM needs n_mels that reduce to 1 frequency bin (e.g. 64), got n_mels={n_mels}")
         self.min_frames = _min_frames()
+        # Input frames per output frame: a shift of the input by this many
+        # frames shifts the frame-level output by one (used to embed long
+        # recordings in chunks).
+        self.time_stride = 1
+        for _, _, stride, _, pool in VGGM_LAYERS:
+            self.time_stride *= stride[1] * (1 if pool is None else pool[1][1])
         self.pooling = build_pooling(pooling, in_channels)
         self.fc = nn.Linear(self.pooling.out_channels, lin_neurons)
 

@@ -3,9 +3,34 @@
 The layer :class:`speechbrain_tdy.nnet.tdy_conv.TDYConv2d` computes its
 attention weights and calls :func:`tdy_conv2d`; everything that makes the
 aggregation fast or memory-lean lives here, behind one function.
+
+How it is computed
+------------------
+The K basis convolutions run as one ``conv2d`` with K * C_out output channels
+(the unavoidable work). What the authors' formulation adds on top of that,
+``einsum('bkcft,bkt->bcft')``, permutes and copies the (B, K, C_out, F, T)
+output and its gradient into batched matrix products; here the mixing is K
+fused multiply-adds over contiguous slices instead, and the backward pass is
+written by hand (:class:`_TDYConv2dFunction`):
+
+* forward keeps x, the basis kernels, the attention and the per-kernel outputs
+  (these are needed for the attention's gradient);
+* backward computes the attention gradient from the per-kernel outputs *in
+  place* and then overwrites the same buffer with the per-kernel output
+  gradients ``g * pi_k``, so no tensor of K times the output size is allocated
+  in backward, and one ``convolution_backward`` call gives the gradients of x,
+  the kernels and the biases;
+* without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
+  requiring a gradient) nothing is kept at all.
+
+Under ``torch.autocast`` the convolution runs in the autocast dtype (as
+``conv2d`` would) and so does the mixing; gradients come back in the dtypes of
+the inputs.
 """
 import torch
 import torch.nn.functional as F
+
+__all__ = ["tdy_conv2d"]
 
 
 def tdy_conv2d(x, weight, bias, attention, stride, padding):
@@ -39,10 +64,120 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding):
     >>> tdy_conv2d(x, w, None, pi, (1, 1), (1, 1)).shape
     torch.Size([2, 5, 8, 10])
     """
+    stride, padding = _pair(stride), _pair(padding)
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Run as conv2d would under autocast, then keep autocast out of the way.
+        dtype = torch.get_autocast_dtype(device_type)
+        x, weight, attention = x.to(dtype), weight.to(dtype), attention.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        with torch.autocast(device_type, enabled=False):
+            return _dispatch(x, weight, bias, attention, stride, padding)
+    return _dispatch(x, weight, bias, attention, stride, padding)
+
+
+def _dispatch(x, weight, bias, attention, stride, padding):
+    attention = attention.to(x.dtype)
+    inputs = (x, weight, attention) if bias is None else (x, weight, attention, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _TDYConv2dFunction.apply(x, weight, bias, attention, stride, padding)
+    with torch.no_grad():
+        return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def _basis_conv(x, weight, bias, stride, padding):
+    """All K basis convolutions as one conv2d: (B, K * C_out, F_out, T_out)."""
     n_kernels, out_channels = weight.shape[:2]
     flat_weight = weight.reshape(n_kernels * out_channels, *weight.shape[2:])
     flat_bias = None if bias is None else bias.reshape(-1)
-    out = F.conv2d(x, flat_weight, flat_bias, stride=stride, padding=padding)
-    batch, _, freq, time = out.shape
-    out = out.view(batch, n_kernels, out_channels, freq, time)
-    return (out * attention[:, :, None, None, :]).sum(dim=1)
+    return F.conv2d(x, flat_weight, flat_bias, stride=stride, padding=padding).contiguous()
+
+
+def _mix(out, attention, n_kernels):
+    """sum_k attention[:, k] * out_k for out (B, K * C, F, T): K fused multiply-adds."""
+    batch, channels, freq, time = out.shape
+    out = out.view(batch, n_kernels, channels // n_kernels, freq, time)
+    pi = attention.view(batch, n_kernels, 1, 1, time)
+    y = torch.mul(out[:, 0], pi[:, 0])
+    for k in range(1, n_kernels):
+        y.addcmul_(out[:, k], pi[:, k])
+    return y
+
+
+class _TDYConv2dFunction(torch.autograd.Function):
+    """Autograd for :func:`tdy_conv2d` (first-order gradients only)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, attention, stride, padding):
+        out = _basis_conv(x, weight, bias, stride, padding)
+        n_kernels = weight.shape[0]
+        y = _mix(out, attention, n_kernels)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        if bias is None:
+            ctx.save_for_backward(x, weight, attention)
+        else:
+            ctx.save_for_backward(x, weight, attention, bias)
+        # The per-kernel outputs are an intermediate, not an input or output: they
+        # may live on ctx. Backward consumes (overwrites) them, so a second backward
+        # through the same graph (retain_graph=True) recomputes them.
+        ctx.out = out
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, weight, attention = ctx.saved_tensors[:3]
+        bias = ctx.saved_tensors[3] if ctx.has_bias else None
+        out, ctx.out = ctx.out, None
+        if out is None:
+            with torch.no_grad():
+                out = _basis_conv(x, weight, bias, ctx.stride, ctx.padding)
+        n_kernels, out_channels = weight.shape[:2]
+        batch, _, freq, time = out.shape
+        grad_y = grad_y.to(out.dtype).contiguous()
+        per_kernel = out.view(batch, n_kernels, out_channels * freq, time)
+        g = grad_y.view(batch, out_channels * freq, time)
+        pi = attention.view(batch, n_kernels, 1, time)
+
+        grad_attention = None
+        if ctx.needs_input_grad[3]:
+            # d y / d pi_k = out_k, summed over (channel, freq): multiply in place,
+            # reduce, and reuse the slice for the output gradient of kernel k.
+            grad_attention = torch.empty(batch, n_kernels, time, dtype=out.dtype, device=out.device)
+            for k in range(n_kernels):
+                slice_k = per_kernel[:, k]
+                slice_k.mul_(g)
+                torch.sum(slice_k, dim=1, out=grad_attention[:, k])
+                torch.mul(g, pi[:, k], out=slice_k)
+        else:
+            torch.mul(g.unsqueeze(1), pi, out=per_kernel)
+        grad_out = out  # now (B, K * C_out, F, T): g * pi_k per kernel
+
+        grad_x = grad_weight = grad_bias = None
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        if any(mask):
+            flat_weight = weight.reshape(n_kernels * out_channels, *weight.shape[2:])
+            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out,
+                x,
+                flat_weight,
+                [n_kernels * out_channels] if ctx.has_bias else None,
+                list(ctx.stride),
+                list(ctx.padding),
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                mask,
+            )
+            if grad_weight is not None:
+                grad_weight = grad_weight.view(weight.shape)
+            if grad_bias is not None:
+                grad_bias = grad_bias.view(bias.shape)
+        if grad_attention is not None:
+            grad_attention = grad_attention.to(attention.dtype)
+        return grad_x, grad_weight, grad_bias, grad_attention, None, None

@@ -175,8 +175,10 @@ def main(argv):
     run_on_main(prepare_voxceleb, kwargs=hparams["prepare_kwargs"])
     run_on_main(prepare_augmentation, kwargs={"hparams": hparams})
 
+    if hparams["loss"] not in hparams["loss_heads"]:
+        raise ValueError(f"loss must be one of {', '.join(hparams['loss_heads'])}, got {hparams['loss']!r}")
     train_data, valid_data, label_encoder = dataio_prep(hparams)
-    loss_head = hparams["loss_head"](n_classes=len(label_encoder))
+    loss_head = hparams["loss_heads"][hparams["loss"]](n_classes=len(label_encoder))
     hparams["modules"]["loss_head"] = loss_head
     hparams["checkpointer"].add_recoverable("loss_head", loss_head)
 
@@ -191,8 +193,6 @@ def main(argv):
             "batch_sampler": hparams["batch_sampler"],
             "num_workers": train_loader_kwargs.get("num_workers", 0),
         }
-    elif hparams["loss"] != "aam":
-        raise ValueError(f"loss must be 'softmaxproto' or 'aam', got {hparams['loss']!r}")
 
     brain = SpeakerBrain(
         modules=hparams["modules"],

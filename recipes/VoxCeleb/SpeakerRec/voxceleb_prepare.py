@@ -44,6 +44,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from speechbrain_tdy.checkpoints import write_text_atomically
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def prepare_voxceleb(
         for name, relpaths in columns.items():
             paths = [by_relpath[r] for r in relpaths]
             _write_csv(outputs[name], _rows(paths, frames, sample_rate, seg_dur, random_segment=True))
-    _write_atomic(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2))
+    write_text_atomically(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2))
     return {name: str(path) for name, path in outputs.items()}
 
 
@@ -298,7 +299,7 @@ def _handle_bad_audio(bad, m4a, on_bad_audio, save_folder):
         )
     save_folder.mkdir(parents=True, exist_ok=True)
     report = save_folder / BAD_AUDIO_FILE
-    _write_atomic(report, "".join(line + "\n" for line in lines))
+    write_text_atomically(report, "".join(line + "\n" for line in lines))
     logger.warning("Skipping %d bad audio file(s), listed in %s%s", len(bad), report,
                    f"\n{M4A_HINT}" if m4a else "")
 
@@ -363,12 +364,6 @@ def _write_csv(path, rows):
         writer = csv.writer(stream)
         writer.writerow(CSV_HEADER)
         writer.writerows(rows)
-    os.replace(partial, path)
-
-
-def _write_atomic(path, text):
-    partial = Path(f"{path}.partial")
-    partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
 

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Speed and memory of the TDY layer and of whole models, in one run.
+
+    python benchmarks/bench_tdy.py                 # everything (about 6-9 min on 2 CPU threads)
+    python benchmarks/bench_tdy.py --only layers   # or: models, data
+    python benchmarks/bench_tdy.py --threads 2 --reps 3 --json-out results.json
+
+Every comparison is a ratio measured within this run, on the same inputs, with
+the variants interleaved (A, B, C, A, B, C, ...) and the median of the repeats
+taken, so that the noise of a shared machine hits all variants alike.
+
+Sections
+--------
+layers
+    Every distinct TDY layer shape of TDY-ResNet-34 (x0.5) at 64 mels, batch 16,
+    200 frames: forward + backward time and peak memory of the package's
+    ``TDYConv2d`` ("fast"), of the same layer with the authors' formulation
+    ("ref", :mod:`reference_tdy`), and of one static ``nn.Conv2d`` with
+    K * C_out outputs ("floor": the unavoidable convolution work). The
+    attention branch alone ("attn") is shown too: fast - floor is at least
+    attn.
+models
+    Training step (forward, backward, Adam) on 16 x 200 frames and inference
+    on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
+    DTDY-ResNet-34 x0.5, static ResNet-34 x0.5, the TDY models again with the
+    reference formulation, and SpeechBrain's ECAPA-TDNN (C=1024).
+data
+    The recipe's training dataloader (its dataset, crops and batch sampler)
+    on a small synthetic corpus: batches per second against model steps per
+    second at the recipe's batch size.
+
+Peak memory is the high-water mark of the CPU (or CUDA) caching allocator
+during the measured call, read from the PyTorch profiler's allocation events
+on CPU: "peak" counts everything alive (parameters, optimizer state, inputs),
+"+peak" only what the call added on top of what was alive before it.
+"""
+import argparse
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+
+from reference_tdy import reference_formulation  # noqa: E402
+
+from speechbrain_tdy.nnet.tdy_conv import TDYConv2d  # noqa: E402
+
+N_MELS, BATCH, FRAMES, K = 64, 16, 200, 6
+
+
+# ----------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(fns, reps, warmup=1, device=torch.device("cpu")):
+    """Median seconds of each callable in ``fns`` (a dict), run round-robin."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def peak_memory(fn, device=torch.device("cpu")):
+    """(peak, added peak) in bytes of the allocator while ``fn()`` runs."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return peak, peak - before
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    allocations, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.tag == _EventType.Allocation:
+            fields = event.extra_fields
+            allocations.append((event.start_time_ns, fields.alloc_size, fields.total_allocated))
+        stack.extend(event.children)
+    if not allocations:
+        return 0, 0
+    allocations.sort()
+    before = allocations[0][2] - allocations[0][1]
+    peak = max(total for _, _, total in allocations)
+    return peak, peak - before
+
+
+@contextlib.contextmanager
+def formulation(name):
+    """"fast" (the package as is) or "ref" (the authors' einsum formulation)."""
+    if name == "ref":
+        with reference_formulation():
+            yield
+    else:
+        yield
+
+
+def mib(n_bytes):
+    return n_bytes / 2**20
+
+
+# ----------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------
+def tdy_layer_shapes(n_mels=N_MELS, frames=FRAMES):
+    """Distinct TDY layer configurations of TDY-ResNet-34 x0.5 with their counts:
+    list of (dict(in, out, kernel, stride, padding, freq, time), count)."""
+    from speechbrain_tdy.lobes.resnet import tdy_resnet34_half
+
+    model = tdy_resnet34_half(n_mels=n_mels).eval()
+    seen, order = {}, []
+
+    def hook(module, args, _output):
+        x = args[0]
+        key = (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+               x.shape[2], x.shape[3])
+        if key not in seen:
+            seen[key] = 0
+            order.append(key)
+        seen[key] += 1
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, TDYConv2d)]
+    with torch.no_grad():
+        model(torch.randn(1, frames, n_mels))
+    for handle in handles:
+        handle.remove()
+    names = ("in", "out", "kernel", "stride", "padding", "freq", "time")
+    return [(dict(zip(names, key)), seen[key]) for key in order]
+
+
+def bench_layers(args, device):
+    rows = []
+    for shape, count in tdy_layer_shapes():
+        torch.manual_seed(0)
+        layer = TDYConv2d(shape["in"], shape["out"], shape["kernel"], shape["freq"], shape["stride"],
+                          shape["padding"], n_kernels=K).to(device).train()
+        floor = nn.Conv2d(shape["in"], K * shape["out"], shape["kernel"], shape["stride"], shape["padding"],
+                          bias=False).to(device)
+        x = torch.randn(BATCH, shape["in"], shape["freq"], shape["time"], device=device, requires_grad=True)
+        with torch.no_grad():
+            y_shape = layer(x).shape
+            floor_shape = floor(x).shape
+        grad_y = torch.randn(y_shape, device=device)
+        grad_floor = torch.randn(floor_shape, device=device)
+        grad_pi = torch.randn(BATCH, K, y_shape[-1], device=device)
+
+        def run_tdy(name):
+            def step():
+                with formulation(name):
+                    layer(x).backward(grad_y)
+            return step
+
+        def run_floor():
+            floor(x).backward(grad_floor)
+
+        def run_attn():
+            layer.attention(x, layer.temperature).backward(grad_pi)
+
+        fns = {"fast": run_tdy("fast"), "ref": run_tdy("ref"), "floor": run_floor, "attn": run_attn}
+        times = interleaved_times(fns, args.layer_reps, device=device)
+        mems = {name: peak_memory(fn, device)[1] for name, fn in fns.items() if name != "attn"}
+        layer.zero_grad(set_to_none=True)
+        floor.zero_grad(set_to_none=True)
+        row = dict(shape=shape, count=count, time=times, added_peak=mems)
+        rows.append(row)
+        label = "{in}->{out} k{kernel[0]}x{kernel[1]} s{stride[0]} F{freq} T{time}".format(**shape)
+        print(
+            f"  {label:<32} x{count:<3} fast {times['fast'] * 1e3:7.1f} ms  ref {times['ref'] * 1e3:7.1f} ms  "
+            f"floor {times['floor'] * 1e3:7.1f} ms  attn {times['attn'] * 1e3:6.1f} ms | "
+            f"floor/fast {times['floor'] / times['fast']:.2f}  ref/fast {times['ref'] / times['fast']:.2f} | "
+            f"+peak MiB fast {mib(mems['fast']):6.1f} ref {mib(mems['ref']):6.1f} floor {mib(mems['floor']):6.1f}",
+            flush=True,
+        )
+    efficiency = [r["time"]["floor"] / r["time"]["fast"] for r in rows]
+    speedup = [r["time"]["ref"] / r["time"]["fast"] for r in rows]
+    weights = [r["count"] for r in rows]
+    summary = dict(
+        efficiency_mean=statistics.mean(efficiency),
+        efficiency_weighted=sum(e * w for e, w in zip(efficiency, weights)) / sum(weights),
+        efficiency_total=sum(r["time"]["floor"] * r["count"] for r in rows)
+        / sum(r["time"]["fast"] * r["count"] for r in rows),
+        speedup_vs_ref_mean=statistics.mean(speedup),
+        memory_vs_ref_mean=statistics.mean(r["added_peak"]["fast"] / r["added_peak"]["ref"] for r in rows),
+    )
+    print(
+        "  layer efficiency floor/fast: mean over shapes {efficiency_mean:.3f}, weighted by layer count "
+        "{efficiency_weighted:.3f}, total time {efficiency_total:.3f}; ref/fast mean {speedup_vs_ref_mean:.2f}; "
+        "fast/ref +peak mean {memory_vs_ref_mean:.2f}".format(**summary),
+        flush=True,
+    )
+    return dict(rows=rows, summary=summary)
+
+
+# ----------------------------------------------------------------------------
+# Whole models
+# ----------------------------------------------------------------------------
+def build_models(n_mels=N_MELS):
+    """name -> (formulation, model factory, front end factory, n_mels)."""
+    from speechbrain_tdy.lobes import LogMelInstanceNorm
+    from speechbrain_tdy.lobes.resnet import dtdy_resnet34_half, resnet34_half, tdy_resnet34_half, tdy_resnet34_quarter
+
+    def ecapa():
+        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+        return ECAPA_TDNN(80, channels=[1024, 1024, 1024, 1024, 3072], lin_neurons=192)
+
+    def fbank80():
+        from speechbrain.lobes.features import Fbank
+
+        return Fbank(n_mels=80)
+
+    ours = lambda: LogMelInstanceNorm(n_mels=n_mels)  # noqa: E731
+    return {
+        "tdy_resnet34_half": ("fast", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_half[ref]": ("ref", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_quarter": ("fast", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_quarter[ref]": ("ref", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
+        "dtdy_resnet34_half": ("fast", lambda: dtdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "resnet34_half": ("fast", lambda: resnet34_half(n_mels=n_mels), ours, n_mels),
+        "ecapa_tdnn_c1024": ("fast", ecapa, fbank80, 80),
+    }
+
+
+def bench_models(args, device):
+    torch.manual_seed(0)
+    entries = {}
+    for name, (form, make_model, make_front, n_mels) in build_models().items():
+        if args.models and name.split("[")[0] not in args.models:
+            continue
+        model = make_model().to(device)
+        head = nn.Linear(512 if "ecapa" not in name else 192, 1000).to(device)
+        params = list(model.parameters()) + list(head.parameters())
+        optimizer = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-5)
+        feats = torch.randn(BATCH, FRAMES, n_mels, device=device)
+        labels = torch.randint(0, 1000, (BATCH,), device=device)
+        wav = torch.randn(1, args.utterance_seconds * 16000, device=device)
+        front = make_front().to(device).eval()
+
+        def train_step(model=model, head=head, optimizer=optimizer, feats=feats, labels=labels, form=form):
+            model.train()
+            with formulation(form):
+                loss = nn.functional.cross_entropy(head(model(feats).squeeze(1)), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+        def infer(model=model, front=front, wav=wav, form=form):
+            model.eval()
+            with formulation(form), torch.inference_mode():
+                return model(front(wav))
+
+        n_params = sum(p.numel() for p in model.parameters())
+        entries[name] = dict(train=train_step, infer=infer, params=n_params)
+
+    print(f"  training steps (batch {BATCH} x {FRAMES} frames, forward + backward + Adam), {args.reps} repeats",
+          flush=True)
+    train_times = interleaved_times({n: e["train"] for n, e in entries.items()}, args.reps, device=device)
+    print(f"  inference on one {args.utterance_seconds} s utterance (front end included)", flush=True)
+    infer_times = interleaved_times({n: e["infer"] for n, e in entries.items()}, args.reps, device=device)
+    rows = {}
+    for name, entry in entries.items():
+        train_peak, train_added = peak_memory(entry["train"], device)
+        infer_peak, infer_added = peak_memory(entry["infer"], device)
+        rows[name] = dict(params=entry["params"], train_s=train_times[name], infer_s=infer_times[name],
+                          train_peak=train_peak, train_added_peak=train_added,
+                          infer_peak=infer_peak, infer_added_peak=infer_added)
+    base = rows.get("resnet34_half")
+    print(f"  {'model':<27} {'params':>7} {'train s':>8} {'x static':>8} {'peak MiB':>9} {'+peak':>7} "
+          f"{'infer s':>8} {'x static':>8} {'peak MiB':>9}")
+    for name, row in rows.items():
+        rel_train = row["train_s"] / base["train_s"] if base else float("nan")
+        rel_infer = row["infer_s"] / base["infer_s"] if base else float("nan")
+        print(f"  {name:<27} {row['params'] / 1e6:6.1f}M {row['train_s']:8.3f} {rel_train:8.2f} "
+              f"{mib(row['train_peak']):9.0f} {mib(row['train_added_peak']):7.0f} {row['infer_s']:8.3f} "
+              f"{rel_infer:8.2f} {mib(row['infer_peak']):9.0f}")
+    summary = {}
+    for short in ("tdy_resnet34_half", "tdy_resnet34_quarter"):
+        fast, ref = rows.get(short), rows.get(short + "[ref]")
+        if fast and ref:
+            summary[short] = dict(
+                train_speedup=ref["train_s"] / fast["train_s"],
+                infer_speedup=ref["infer_s"] / fast["infer_s"],
+                train_peak_ratio=fast["train_peak"] / ref["train_peak"],
+                train_added_peak_ratio=fast["train_added_peak"] / ref["train_added_peak"],
+                infer_peak_ratio=fast["infer_peak"] / ref["infer_peak"],
+            )
+            print("  {}: ref/fast training {train_speedup:.2f}x, inference {infer_speedup:.2f}x; fast/ref training "
+                  "peak {train_peak_ratio:.2f} (+peak {train_added_peak_ratio:.2f}), inference peak "
+                  "{infer_peak_ratio:.2f}".format(short, **summary[short]), flush=True)
+    return dict(rows=rows, summary=summary)
+
+
+# ----------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", choices=("layers", "models", "data"), action="append")
+    parser.add_argument("--layer-reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=3, help="repeats of each model measurement")
+    parser.add_argument("--utterance-seconds", type=int, default=20)
+    parser.add_argument("--models", nargs="*", default=None, help="subset of model names (default: all)")
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sections = args.only or ["layers", "models", "data"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}", flush=True)
+    results = dict(config=dict(threads=args.threads, device=str(device), batch=BATCH, frames=FRAMES, n_mels=N_MELS))
+    if "layers" in sections:
+        print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {BATCH}, {FRAMES} frames), forward + backward", flush=True)
+        results["layers"] = bench_layers(args, device)
+    if "models" in sections:
+        print("== Whole models", flush=True)
+        results["models"] = bench_models(args, device)
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as stream:
+            json.dump(results, stream, indent=1, default=str)
+    print(json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The fused TDY convolution against the plain formulation: outputs and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
+
+
+def plain_tdy_conv2d(x, weight, bias, attention, stride, padding):
+    """All K convolutions, then the attention-weighted sum over K (autograd does the rest)."""
+    n_kernels, out_channels = weight.shape[:2]
+    flat_bias = None if bias is None else bias.reshape(-1)
+    out = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), flat_bias, stride=stride, padding=padding)
+    out = out.view(x.shape[0], n_kernels, out_channels, *out.shape[2:])
+    return (out * attention[:, :, None, None, :]).sum(dim=1)
+
+
+def inputs(batch=2, in_channels=3, out_channels=4, freq=7, time=11, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+           n_kernels=4, bias=True, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, in_channels, freq, time, generator=generator, dtype=dtype)
+    weight = torch.randn(n_kernels, out_channels, in_channels, *kernel, generator=generator, dtype=dtype)
+    b = torch.randn(n_kernels, out_channels, generator=generator, dtype=dtype) if bias else None
+    time_out = (time + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    logits = torch.randn(batch, n_kernels, time_out, generator=generator, dtype=dtype)
+    return x, weight, b, torch.softmax(logits, dim=1), stride, padding
+
+
+GEOMETRIES = [
+    dict(),
+    dict(bias=False),
+    dict(kernel=(1, 1), stride=(2, 2), padding=(0, 0), time=12),
+    dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), time=13, freq=9),
+    dict(kernel=(5, 7), stride=(1, 2), padding=(2, 2), time=17, n_kernels=6),
+    dict(kernel=(7, 1), stride=(1, 1), padding=(0, 0), freq=7, time=5),
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_outputs_and_gradients_equal_the_plain_formulation(geometry):
+    args = inputs(**geometry)
+    tensors = [t.requires_grad_() for t in args[:4] if t is not None]
+    fast = tdy_conv2d(*args)
+    grad = torch.randn_like(fast)
+    fast_grads = torch.autograd.grad(fast, tensors, grad)
+    plain = plain_tdy_conv2d(*args)
+    plain_grads = torch.autograd.grad(plain, tensors, grad)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-10)
+    for got, expected in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)
+def test_gradcheck(geometry):
+    args = inputs(batch=1, in_channels=2, out_channels=2, freq=5, time=6, **{k: v for k, v in geometry.items()
+                                                                            if k not in ("time", "freq")})
+    x, weight, bias, attention, stride, padding = args
+    tensors = tuple(t.requires_grad_() for t in (x, weight, attention) + (() if bias is None else (bias,)))
+
+    def fn(x, weight, attention, bias=None):
+        return tdy_conv2d(x, weight, bias, attention, stride, padding)
+
+    assert torch.autograd.gradcheck(fn, tensors)
+
+
+def test_a_second_backward_through_a_retained_graph_gives_the_same_gradients():
+    x, weight, bias, attention, stride, padding = inputs()
+    attention.requires_grad_()
+    weight.requires_grad_()
+    out = tdy_conv2d(x, weight, bias, attention, stride, padding).square().sum()
+    first = torch.autograd.grad(out, (weight, attention), retain_graph=True)
+    second = torch.autograd.grad(out, (weight, attention))
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b)
+
+
+def test_without_autograd_the_output_is_the_same_and_keeps_no_graph():
+    args = inputs(dtype=torch.float32)
+    args[1].requires_grad_()
+    with torch.no_grad():
+        out = tdy_conv2d(*args)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, plain_tdy_conv2d(*args).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_autocast_runs_in_the_autocast_dtype_and_returns_float32_gradients():
+    x, weight, bias, attention, stride, padding = inputs(dtype=torch.float32)
+    weight.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tdy_conv2d(x, weight, bias, attention, stride, padding)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert weight.grad.dtype == torch.float32
+    torch.testing.assert_close(out.float(), plain_tdy_conv2d(x, weight, bias, attention, stride, padding),
+                               rtol=0.05, atol=0.3)
