@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_tdy.dataio.audio import evenly_spaced_crops, read_segment
+from speechbrain_tdy.dataio.audio import AudioError, evenly_spaced_crops, read_segment
 from speechbrain_tdy.scoring import score_pairs
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_cr
     embeddings = {}
     for path in paths:
         wav = read_segment(str(Path(root) / path), sample_rate=sample_rate)
+        if not wav.any():
+            raise AudioError(f"{Path(root) / path}: digital silence, there is no voice to embed")
         batch = wav.unsqueeze(0) if crop_samples is None else evenly_spaced_crops(wav, crop_samples, num_crops)
         out = F.normalize(embed(batch, torch.ones(batch.shape[0])), dim=-1).cpu()
         embeddings[path] = out[0] if crop_samples is None else out

@@ -119,6 +119,18 @@ def test_bad_audio_is_named(tmp_path, content, message):
         read_segment(str(path))
 
 
+def test_verification_refuses_silent_and_nan_files(tmp_path):
+    from speechbrain_tdy.verification import embed_files
+
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    samples = np.ones(16000, dtype=np.float32)
+    samples[5] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 16000, subtype="FLOAT")
+    for name, message in (("silent.wav", "digital silence"), ("nan.wav", "contains NaN or infinite")):
+        with pytest.raises(AudioError, match=f"{name}: {message}"):
+            embed_files(lambda wavs, lens: wavs[:, :4], [name], tmp_path)
+
+
 from speechbrain_tdy.dataio.manifest import load_manifest  # noqa: E402
 
 HEADER = "ID,duration,wav,start,stop,spk_id\n"

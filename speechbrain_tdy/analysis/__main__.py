@@ -20,6 +20,7 @@ phonemes has a high speaker silhouette and a low phone-class silhouette.
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
 from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, frame_labels_at_rate
+from speechbrain_tdy.checkpoints import write_text_atomically
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 from speechbrain_tdy.mini_corpus import read_phone_labels
@@ -143,6 +145,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    try:
+        results = analyse(args)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    print(json.dumps(results, indent=2))
+
+
+def analyse(args):
+    """Run the analysis for parsed command-line ``args``; returns the numbers written."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     utterances = test_utterances(args.data, args.speakers, args.utterances)
@@ -156,10 +167,8 @@ def main(argv=None):
         if name == "model":
             plot_attention(model, utterances[0][1], args.layers, out / "attention.png")
     plot_tsne(rows, out / "tsne.png", args.seed)
-    partial = out / "analysis.json.partial"
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(partial, out / "analysis.json")
-    print(json.dumps(results, indent=2))
+    write_text_atomically(out / "analysis.json", json.dumps(results, indent=2) + "\n")
+    return results
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.convert import check_state_dict
 from speechbrain_tdy.dataio.audio import AudioError, evenly_spaced_crops, wrap_pad
-from speechbrain_tdy.inference.long_audio import embed_in_chunks
+from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.inference.safety import check_hparams_file
 from speechbrain_tdy.scoring import score_pairs
 
@@ -132,20 +132,9 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         wavs = check_waveforms(wavs)
         wav_lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens, dtype=torch.float)
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        front_end, model = self.mods.compute_features, self.mods.embedding_model
-        with torch.no_grad():
-            if front_end.num_frames(wavs.shape[1]) <= self.chunk_frames:
-                feats = front_end(wavs, wav_lens)
-                embeddings = model(feats, front_end.frame_lengths(wav_lens, wavs.shape[1]))
-            else:
-                samples = torch.round(wav_lens * wavs.shape[1]).long().tolist()
-                embeddings = torch.stack([self._embed_long(wav[:n]) for wav, n in zip(wavs, samples)])
+        embeddings = embed_waveforms(self.mods.compute_features, self.mods.embedding_model, wavs, wav_lens,
+                                     self.chunk_frames, self.chunk_context_frames)
         return F.normalize(embeddings, dim=-1) if normalize else embeddings
-
-    def _embed_long(self, wav):
-        """(1, dim) embedding of one long waveform (samples,), chunk by chunk."""
-        feats = self.mods.compute_features.features_in_chunks(wav, self.chunk_frames)
-        return embed_in_chunks(self.mods.embedding_model, feats, self.chunk_frames, self.chunk_context_frames)
 
     def load_audio(self, path, savedir=None):
         """Waveform (samples,) of an audio file, resampled to the model's rate and

@@ -1,4 +1,4 @@
-"""Embedding recordings too long for one forward pass.
+"""Embedding waveforms, including recordings too long for one forward pass.
 
 The convolutional trunk of every model here is shift-equivariant: moving the
 input by ``model.time_stride`` frames moves its frame-level output by one
@@ -38,3 +38,18 @@ def embed_in_chunks(embedding_model, feats, chunk_frames=3000, context_frames=38
         pieces.append(frames[..., skip : skip + keep])
     frames = torch.cat(pieces, dim=-1)
     return embedding_model.fc(embedding_model.pooling(frames, None))
+
+
+@torch.no_grad()
+def embed_waveforms(compute_features, embedding_model, wavs, wav_lens, chunk_frames=3000, context_frames=384):
+    """Embeddings (batch, 1, dim) of waveforms (batch, samples) with relative
+    lengths (batch,). Padding never changes an item's embedding; a batch longer
+    than ``chunk_frames`` frames is embedded item by item, chunk by chunk."""
+    if compute_features.num_frames(wavs.shape[1]) <= chunk_frames:
+        feats = compute_features(wavs, wav_lens)
+        return embedding_model(feats, compute_features.frame_lengths(wav_lens, wavs.shape[1]))
+    embeddings = []
+    for wav, samples in zip(wavs, torch.round(wav_lens * wavs.shape[1]).long().tolist()):
+        feats = compute_features.features_in_chunks(wav[:samples], chunk_frames)
+        embeddings.append(embed_in_chunks(embedding_model, feats, chunk_frames, context_frames))
+    return torch.stack(embeddings)

@@ -28,6 +28,7 @@ from sklearn.metrics import DetCurveDisplay
 from speechbrain_tdy.checkpoints import save_atomically, write_text_atomically
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.training_run import load_training_run
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 
@@ -43,9 +44,7 @@ def load_trained_model(train_output_folder, data_folder, device):
     embedding_model = train_hparams["embedding_model"].to(device)
 
     def embed(wavs, lens):
-        wavs, lens = wavs.to(device), lens.to(device)
-        feats = compute_features(wavs, lens)
-        return embedding_model(feats, compute_features.frame_lengths(lens, wavs.shape[1])).squeeze(1)
+        return embed_waveforms(compute_features, embedding_model, wavs.to(device), lens.to(device)).squeeze(1)
 
     return embed, train_hparams
 
