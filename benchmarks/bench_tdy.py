@@ -319,6 +319,71 @@ def bench_models(args, device):
 
 
 # ----------------------------------------------------------------------------
+# Data pipeline
+# ----------------------------------------------------------------------------
+def bench_data(args, model_samples_per_s):
+    """Samples per second from the recipe's training dataloader (its dataset,
+    random crops and speaker-balanced batch sampler, tdy.yaml settings) on a
+    synthetic corpus, against the model's training samples per second; and the
+    time the recipe's waveform augmentation (run in the training process,
+    SpeechBrain-style) adds to a training step."""
+    import tempfile
+
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.dataloader import make_dataloader
+
+    from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_rirs
+    from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
+    from speechbrain_tdy.mini_corpus import generate_corpus
+
+    recipe = os.path.join(ROOT, "recipes", "VoxCeleb", "SpeakerRec")
+    sys.path.insert(0, recipe)
+    from train import dataio_prep, prepare_augmentation
+    from voxceleb_prepare import prepare_voxceleb
+
+    workdir = tempfile.mkdtemp(prefix="bench_data_")
+    corpus = os.path.join(workdir, "corpus")
+    generate_corpus(corpus, n_speakers=24, n_utterances=8, n_dev=2, n_test=2, durations=(4.0, 8.0))
+    write_synthetic_noise_and_rirs(corpus)
+    with open(os.path.join(recipe, "hparams", "tdy.yaml"), encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, {"data_folder": corpus, "output_folder": os.path.join(workdir, "out")})
+    prepare_voxceleb(**hparams["prepare_kwargs"])
+    train_data, _, _ = dataio_prep(hparams)
+    speakers = [row["spk_id"] for row in train_data.data.values()]
+    sampler = SpeakerBalancedBatchSampler(speakers, BATCH // hparams["n_per_speaker"], hparams["n_per_speaker"])
+    workers = min(hparams["num_workers"], args.threads)
+    loader = make_dataloader(train_data, batch_sampler=sampler, num_workers=workers)
+    samples, start = 0, time.perf_counter()
+    for epoch in range(args.reps):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            samples += batch.sig.data.shape[0]
+    loader_samples_per_s = samples / (time.perf_counter() - start)
+    ratio = loader_samples_per_s / model_samples_per_s
+    print(f"  dataloader ({workers} workers, crops of {hparams['crop_frames']} frames): "
+          f"{loader_samples_per_s:.0f} samples/s; TDY-ResNet-34 x0.5 training: {model_samples_per_s:.1f} samples/s; "
+          f"loader/model {ratio:.1f} ({'model' if ratio > 1 else 'data'}-bound)", flush=True)
+
+    prepare_augmentation(hparams)
+    augment, batch = hparams["wav_augment"], next(iter(loader))
+    augment_s = statistics.median(
+        timed(lambda: augment(batch.sig.data, batch.sig.lengths)) for _ in range(max(3, args.reps))
+    )
+    model_step_s = BATCH / model_samples_per_s
+    print(f"  augmentation of one batch (in the training process): {augment_s:.3f} s = "
+          f"{augment_s / model_step_s:.2f} of a TDY-ResNet-34 x0.5 training step", flush=True)
+    return dict(loader_samples_per_s=loader_samples_per_s, model_samples_per_s=model_samples_per_s, ratio=ratio,
+                augment_s=augment_s, augment_over_step=augment_s / model_step_s)
+
+
+def timed(fn):
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------
 def main(argv=None):
@@ -335,14 +400,20 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sections = args.only or ["layers", "models", "data"]
+    if "models" not in sections:  # the data section only needs this model's training step
+        args.models = ["tdy_resnet34_half"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}", flush=True)
     results = dict(config=dict(threads=args.threads, device=str(device), batch=BATCH, frames=FRAMES, n_mels=N_MELS))
     if "layers" in sections:
         print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {BATCH}, {FRAMES} frames), forward + backward", flush=True)
         results["layers"] = bench_layers(args, device)
-    if "models" in sections:
+    if "models" in sections or "data" in sections:
         print("== Whole models", flush=True)
         results["models"] = bench_models(args, device)
+    if "data" in sections:
+        print("== Recipe data pipeline", flush=True)
+        train_s = results["models"]["rows"]["tdy_resnet34_half"]["train_s"]
+        results["data"] = bench_data(args, BATCH / train_s)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as stream:
             json.dump(results, stream, indent=1, default=str)

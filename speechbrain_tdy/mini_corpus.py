@@ -316,7 +316,7 @@ def split_speakers(n_speakers, n_dev=None, n_test=None):
 
 
 def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None, n_test=None, sessions=(2, 4),
-                    durations=(3.0, 8.0), speaker_spread=1.0, channel_strength=1.0, trials_per_utterance=2,
+                    durations=(3.0, 8.0), speaker_spread=3.0, channel_strength=0.3, trials_per_utterance=2,
                     verbose=False):
     """Write the corpus to ``out_dir`` and return a summary dict.
 
@@ -486,10 +486,10 @@ def main(argv=None):
                         help="sessions per speaker (default 2 4)")
     parser.add_argument("--durations", type=float, nargs=2, default=(3.0, 8.0), metavar=("MIN", "MAX"),
                         help="utterance duration range in seconds (default 3 8)")
-    parser.add_argument("--speaker-spread", type=float, default=1.0,
-                        help="how different voices are; larger is easier (default 1.0)")
-    parser.add_argument("--channel-strength", type=float, default=1.0,
-                        help="how different a speaker's sessions sound; larger is harder (default 1.0)")
+    parser.add_argument("--speaker-spread", type=float, default=3.0,
+                        help="how different voices are; larger is easier (default 3.0)")
+    parser.add_argument("--channel-strength", type=float, default=0.3,
+                        help="how different a speaker's sessions sound; larger is harder (default 0.3)")
     parser.add_argument("--trials-per-utterance", type=int, default=2,
                         help="target trials (and as many non-targets) per held-out utterance (default 2)")
     parser.add_argument("--baselines", action="store_true",

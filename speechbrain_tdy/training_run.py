@@ -14,13 +14,14 @@ from speechbrain_tdy.nnet.temperature import set_temperature
 
 logger = logging.getLogger(__name__)
 
+INFERENCE_TEMPERATURE = 1.0
+
 
 def load_training_run(output_folder, overrides=None):
     """Training hyperparameters of a train.py run, with the model at its best checkpoint.
 
-    The best checkpoint is the one with the lowest dev EER if every checkpoint
-    has one, else the lowest classification error. The embedding model is put
-    in eval mode at inference temperature 1.
+    See :func:`best_checkpoint` for which checkpoint that is. The embedding
+    model is put in eval mode at inference temperature 1.
 
     Returns
     -------
@@ -39,9 +40,41 @@ def load_training_run(output_folder, overrides=None):
     if not checkpoints:
         logger.warning("No checkpoint in %s: using an untrained model", checkpointer.checkpoints_dir)
     else:
-        key = "EER" if all("EER" in c.meta for c in checkpoints) else "ErrorRate"
-        checkpoint = checkpointer.recover_if_possible(min_key=key)
+        checkpoint = best_checkpoint(checkpoints)
+        checkpointer.load_checkpoint(checkpoint)
     train_hparams["compute_features"].eval()
     train_hparams["embedding_model"].eval()
-    set_temperature(train_hparams["embedding_model"], 1.0)
+    set_temperature(train_hparams["embedding_model"], INFERENCE_TEMPERATURE)
     return train_hparams, checkpoint
+
+
+def trained_at_inference_temperature(checkpoint):
+    """Whether a train.py checkpoint was trained at temperature 1 (or has no TDY layer).
+
+    A TDY model saved while its temperature was still being annealed gives
+    other, worse embeddings at the inference temperature 1.
+    """
+    temperature = checkpoint.meta.get("temperature")
+    return temperature is None or temperature <= INFERENCE_TEMPERATURE
+
+
+def checkpoint_preference(checkpoint):
+    """Sort key of train.py checkpoints, higher is better: trained at the
+    inference temperature first, then lower dev classification error."""
+    return trained_at_inference_temperature(checkpoint), -checkpoint.meta["ErrorRate"]
+
+
+def best_checkpoint(checkpoints):
+    """The checkpoint to use for inference among a run's ``checkpoints``.
+
+    Among those trained at the inference temperature (all of them, with a
+    warning, if none is), the one with the lowest dev EER if each has one,
+    else the lowest classification error.
+    """
+    candidates = [c for c in checkpoints if trained_at_inference_temperature(c)]
+    if not candidates:
+        logger.warning("No checkpoint was trained at temperature %s yet: the run stopped while annealing, "
+                       "so its embeddings at that temperature are poor", INFERENCE_TEMPERATURE)
+        candidates = checkpoints
+    key = "EER" if all("EER" in c.meta for c in candidates) else "ErrorRate"
+    return min(candidates, key=lambda c: c.meta[key])

@@ -109,10 +109,10 @@ def test_speed(tmp_path):
 
 def test_difficulty_knobs_and_cli(tmp_path, capsys):
     mini_corpus.main([str(tmp_path), "--speakers", "6", "--utterances", "2", "--durations", "1", "1.5",
-                      "--channel-strength", "0.5", "--speaker-spread", "2", "--seed", "1"])
+                      "--channel-strength", "1.5", "--speaker-spread", "0.5", "--seed", "1"])
     printed = capsys.readouterr().out
     assert "faster than real time" in printed
     info = json.loads((tmp_path / "corpus.json").read_text())
-    assert info["channel_strength"] == 0.5 and info["speaker_spread"] == 2.0
+    assert info["channel_strength"] == 1.5 and info["speaker_spread"] == 0.5
     with pytest.raises(ValueError, match="speakers"):
         generate_corpus(tmp_path / "few", n_speakers=4)

@@ -84,10 +84,12 @@ class TemperatureScheduler:
         self.current = self.initial
 
     def __call__(self, model, epoch):
-        """Set ``model``'s TDY layers to the temperature of ``epoch`` (1-based)."""
+        """Set ``model``'s TDY layers to the temperature of ``epoch`` (1-based).
+
+        Returns that temperature, or None if ``model`` has no TDY layer.
+        """
         self.current = temperature_at_epoch(epoch, self.initial, self.step, self.final)
-        set_temperature(model, self.current)
-        return self.current
+        return self.current if set_temperature(model, self.current) else None
 
     @mark_as_saver
     def _save(self, path):

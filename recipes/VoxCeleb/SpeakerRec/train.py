@@ -28,6 +28,7 @@ from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.training_run import checkpoint_preference
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class SpeakerBrain(sb.core.Brain):
             temperature = self.hparams.temperature_scheduler(self.modules.embedding_model, epoch)
             lr = self.hparams.lr * self.hparams.lr_decay ** ((epoch - 1) // self.hparams.lr_decay_every)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
-            self.epoch_meta = {"epoch": epoch, "lr": lr, "temperature": temperature}
+            self.epoch_meta = {"epoch": epoch, "lr": lr}
+            if temperature is not None:  # a model with TDY layers
+                self.epoch_meta["temperature"] = temperature
             if self.hparams.batch_sampler is not None:
                 self.hparams.batch_sampler.set_epoch(epoch)
         else:
@@ -96,9 +99,11 @@ class SpeakerBrain(sb.core.Brain):
             self.hparams.train_logger.log_stats(
                 stats_meta=self.epoch_meta, train_stats=self.train_stats, valid_stats=stats
             )
-            meta = {"ErrorRate": stats["ErrorRate"], "temperature": self.epoch_meta["temperature"]}
+            meta = {"ErrorRate": stats["ErrorRate"]}
             meta.update({key: stats[key] for key in ("EER", "minDCF", "threshold") if key in stats})
-            self.checkpointer.save_and_keep_only(meta=meta, min_keys=["ErrorRate"], num_to_keep=2)
+            if "temperature" in self.epoch_meta:
+                meta["temperature"] = self.epoch_meta["temperature"]
+            self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[checkpoint_preference], num_to_keep=2)
 
     def dev_trial_metrics(self):
         """EER, minDCF and EER threshold on the dev trial list (main process only)."""

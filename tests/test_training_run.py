@@ -1,0 +1,41 @@
+"""Which checkpoint of a train.py run is used for inference."""
+from pathlib import Path
+
+from speechbrain.utils.checkpoints import Checkpoint
+
+from speechbrain_tdy.lobes import ResNet34
+from speechbrain_tdy.nnet import TemperatureScheduler
+from speechbrain_tdy.training_run import best_checkpoint, checkpoint_preference
+
+
+def checkpoint(name, **meta):
+    return Checkpoint(Path(name), meta, {})
+
+
+def test_checkpoints_still_annealing_are_not_chosen_for_inference():
+    annealing = checkpoint("annealing", ErrorRate=0.1, temperature=7.0)
+    final_worse = checkpoint("final_worse", ErrorRate=0.4, temperature=1.0)
+    final_better = checkpoint("final_better", ErrorRate=0.3, temperature=1.0)
+    assert best_checkpoint([annealing, final_worse, final_better]) is final_better
+    ranked = sorted([annealing, final_worse, final_better], key=checkpoint_preference, reverse=True)
+    assert [c.path.name for c in ranked] == ["final_better", "final_worse", "annealing"]
+
+
+def test_dev_eer_decides_when_every_candidate_has_one():
+    low_error = checkpoint("low_error", ErrorRate=0.1, EER=20.0, temperature=1.0)
+    low_eer = checkpoint("low_eer", ErrorRate=0.2, EER=10.0, temperature=1.0)
+    assert best_checkpoint([low_error, low_eer]) is low_eer
+    no_eer = checkpoint("no_eer", ErrorRate=0.05, temperature=1.0)
+    assert best_checkpoint([low_error, low_eer, no_eer]) is no_eer
+
+
+def test_a_run_stopped_while_annealing_still_gives_a_checkpoint(caplog):
+    only = [checkpoint("a", ErrorRate=0.5, temperature=25.0), checkpoint("b", ErrorRate=0.4, temperature=19.0)]
+    assert best_checkpoint(only).path.name == "b"
+    assert "annealing" in caplog.text
+
+
+def test_static_models_have_no_temperature_and_are_always_candidates():
+    static = ResNet34(n_mels=24, channels=(4, 4, 4, 4), layers=(1, 1, 1, 1), block="static", lin_neurons=8)
+    assert TemperatureScheduler()(static, epoch=1) is None
+    assert best_checkpoint([checkpoint("s", ErrorRate=0.5)]).path.name == "s"
