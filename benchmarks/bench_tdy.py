@@ -346,7 +346,9 @@ def bench_data(args, model_samples_per_s):
     generate_corpus(corpus, n_speakers=24, n_utterances=8, n_dev=2, n_test=2, durations=(4.0, 8.0))
     write_synthetic_noise_and_rirs(corpus)
     with open(os.path.join(recipe, "hparams", "tdy.yaml"), encoding="utf-8") as stream:
-        hparams = load_hyperpyyaml(stream, {"data_folder": corpus, "output_folder": os.path.join(workdir, "out")})
+        # A larger dev share than VoxCeleb's 2%, so that each split of the small corpus has utterances.
+        overrides = {"data_folder": corpus, "output_folder": os.path.join(workdir, "out"), "split_ratio": [90, 10]}
+        hparams = load_hyperpyyaml(stream, overrides)
     prepare_voxceleb(**hparams["prepare_kwargs"])
     train_data, _, _ = dataio_prep(hparams)
     speakers = [row["spk_id"] for row in train_data.data.values()]

@@ -6,6 +6,7 @@ once ``verify.py`` has run, ``verification/results.json``, ``threshold.json``
 and possibly ``cohort_embeddings.pt``.
 """
 import logging
+import math
 from pathlib import Path
 
 from hyperpyyaml import load_hyperpyyaml
@@ -60,21 +61,26 @@ def trained_at_inference_temperature(checkpoint):
 
 def checkpoint_preference(checkpoint):
     """Sort key of train.py checkpoints, higher is better: trained at the
-    inference temperature first, then lower dev classification error."""
-    return trained_at_inference_temperature(checkpoint), -checkpoint.meta["ErrorRate"]
+    inference temperature first, then lower dev classification error
+    (intra-epoch checkpoints, which have none, last)."""
+    return trained_at_inference_temperature(checkpoint), -checkpoint.meta.get("ErrorRate", math.inf)
 
 
 def best_checkpoint(checkpoints):
     """The checkpoint to use for inference among a run's ``checkpoints``.
 
-    Among those trained at the inference temperature (all of them, with a
-    warning, if none is), the one with the lowest dev EER if each has one,
-    else the lowest classification error.
+    Among the end-of-epoch checkpoints trained at the inference temperature
+    (all of them, with a warning, if none is), the one with the lowest dev EER
+    if each has one, else the lowest classification error. A run killed
+    during its first epoch only has intra-epoch checkpoints: the latest.
     """
-    candidates = [c for c in checkpoints if trained_at_inference_temperature(c)]
+    validated = [c for c in checkpoints if "ErrorRate" in c.meta]
+    if not validated:
+        return max(checkpoints, key=lambda c: c.meta["unixtime"])
+    candidates = [c for c in validated if trained_at_inference_temperature(c)]
     if not candidates:
         logger.warning("No checkpoint was trained at temperature %s yet: the run stopped while annealing, "
                        "so its embeddings at that temperature are poor", INFERENCE_TEMPERATURE)
-        candidates = checkpoints
+        candidates = validated
     key = "EER" if all("EER" in c.meta for c in candidates) else "ErrorRate"
     return min(candidates, key=lambda c: c.meta[key])

@@ -140,6 +140,12 @@ def test_a_repository_missing_from_the_offline_cache_is_an_error(tmp_path):
     assert result.returncode != 0 and "hyperparams.yaml" in result.stderr
 
 
+def test_a_missing_model_folder_is_named(tmp_path):
+    missing = tmp_path / "no_model_here"
+    with pytest.raises(FileNotFoundError, match="no_model_here: no such model folder"):
+        TDYSpeakerRecognition.from_hparams(source=str(missing))
+
+
 def test_a_file_that_is_not_a_checkpoint_is_named(model_folder, tmp_path):
     folder = copy_folder(model_folder, tmp_path)
     (folder / "embedding_model.ckpt").write_bytes(b"\x00garbage")

@@ -39,3 +39,11 @@ def test_static_models_have_no_temperature_and_are_always_candidates():
     static = ResNet34(n_mels=24, channels=(4, 4, 4, 4), layers=(1, 1, 1, 1), block="static", lin_neurons=8)
     assert TemperatureScheduler()(static, epoch=1) is None
     assert best_checkpoint([checkpoint("s", ErrorRate=0.5)]).path.name == "s"
+
+
+def test_intra_epoch_checkpoints_rank_last_and_serve_only_when_alone():
+    intra = checkpoint("intra", unixtime=2.0, **{"end-of-epoch": False})
+    epoch = checkpoint("epoch", ErrorRate=0.9, temperature=1.0, unixtime=1.0)
+    assert best_checkpoint([intra, epoch]) is epoch
+    assert sorted([intra, epoch], key=checkpoint_preference)[0] is intra
+    assert best_checkpoint([checkpoint("old", unixtime=1.0), intra]) is intra

@@ -12,6 +12,7 @@ the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
 normalisation).
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -102,6 +103,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             Passed to the constructor (e.g. ``run_opts={"device": "cuda"}``).
         """
         fetch_config = fetch_config or FetchConfig()
+        check_source(source)
 
         def get(filename):
             return fetch(filename, source=source, savedir=savedir, local_strategy=local_strategy,
@@ -270,3 +272,12 @@ def read_cohort(path, emb_dim=None):
         shape = tuple(cohort.shape) if torch.is_tensor(cohort) else type(cohort).__name__
         raise ValueError(f"{path}: expected cohort embeddings of shape (n, {emb_dim or 'dim'}), got {shape}")
     return F.normalize(cohort.float(), dim=-1)
+
+
+def check_source(source):
+    """Refuse a ``source`` that is neither an existing folder nor a hub id
+    (``name`` or ``org/name``), instead of letting the hub client fail on it."""
+    text = str(source)
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if looks_like_path and not Path(text).expanduser().is_dir():
+        raise FileNotFoundError(f"{text}: no such model folder (and not a hub id of the form org/name)")
