@@ -14,8 +14,10 @@ Sections
 layers
     Every distinct TDY layer shape of TDY-ResNet-34 (x0.5) at 64 mels, batch 16,
     200 frames: forward + backward time and peak memory of the package's
-    ``TDYConv2d`` ("fast"), of the same layer with the authors' formulation
-    ("ref", :mod:`reference_tdy`), and of one static ``nn.Conv2d`` with
+    ``TDYConv2d`` ("fast"), of the same layer recomputing its per-kernel
+    outputs in backward ("recomp", ``set_recompute``), of the same layer with
+    the authors' formulation ("ref", :mod:`reference_tdy`), and of one static
+    ``nn.Conv2d`` with
     K * C_out outputs ("floor": the unavoidable convolution work). The
     attention branch alone ("attn") is shown too: fast - floor is at least
     attn.
@@ -23,7 +25,9 @@ models
     Training step (forward, backward, Adam) on 16 x 200 frames and inference
     on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
     DTDY-ResNet-34 x0.5, static ResNet-34 x0.5, the TDY models again with the
-    reference formulation, and SpeechBrain's ECAPA-TDNN (C=1024).
+    reference formulation, TDY-ResNet-34 x0.5 recomputing its per-kernel
+    outputs in backward (``set_recompute(model, True)``: less memory, more
+    time), and SpeechBrain's ECAPA-TDNN (C=1024).
 data
     The recipe's training dataloader (its dataset, crops and batch sampler)
     on a small synthetic corpus: batches per second against model steps per
@@ -172,8 +176,9 @@ def bench_layers(args, device):
         grad_floor = torch.randn(floor_shape, device=device)
         grad_pi = torch.randn(BATCH, K, y_shape[-1], device=device)
 
-        def run_tdy(name):
+        def run_tdy(name, recompute=False):
             def step():
+                layer.recompute = recompute
                 with formulation(name):
                     layer(x).backward(grad_y)
             return step
@@ -184,7 +189,8 @@ def bench_layers(args, device):
         def run_attn():
             layer.attention(x, layer.temperature).backward(grad_pi)
 
-        fns = {"fast": run_tdy("fast"), "ref": run_tdy("ref"), "floor": run_floor, "attn": run_attn}
+        fns = {"fast": run_tdy("fast"), "recomp": run_tdy("fast", recompute=True), "ref": run_tdy("ref"),
+               "floor": run_floor, "attn": run_attn}
         times = interleaved_times(fns, args.layer_reps, device=device)
         mems = {name: peak_memory(fn, device)[1] for name, fn in fns.items() if name != "attn"}
         layer.zero_grad(set_to_none=True)
@@ -193,13 +199,15 @@ def bench_layers(args, device):
         rows.append(row)
         label = "{in}->{out} k{kernel[0]}x{kernel[1]} s{stride[0]} F{freq} T{time}".format(**shape)
         print(
-            f"  {label:<32} x{count:<3} fast {times['fast'] * 1e3:7.1f} ms  ref {times['ref'] * 1e3:7.1f} ms  "
-            f"floor {times['floor'] * 1e3:7.1f} ms  attn {times['attn'] * 1e3:6.1f} ms | "
-            f"floor/fast {times['floor'] / times['fast']:.2f}  ref/fast {times['ref'] / times['fast']:.2f} | "
+            f"  {label:<32} x{count:<3} fast {times['fast'] * 1e3:7.1f} ms  recomp {times['recomp'] * 1e3:7.1f} ms  "
+            f"ref {times['ref'] * 1e3:7.1f} ms  floor {times['floor'] * 1e3:7.1f} ms  attn {times['attn'] * 1e3:6.1f} ms"
+            f" | floor/fast {times['floor'] / times['fast']:.2f}  floor/recomp {times['floor'] / times['recomp']:.2f}  "
+            f"ref/fast {times['ref'] / times['fast']:.2f} | "
             f"+peak MiB fast {mib(mems['fast']):6.1f} ref {mib(mems['ref']):6.1f} floor {mib(mems['floor']):6.1f}",
             flush=True,
         )
     efficiency = [r["time"]["floor"] / r["time"]["fast"] for r in rows]
+    efficiency_recomp = [r["time"]["floor"] / r["time"]["recomp"] for r in rows]
     speedup = [r["time"]["ref"] / r["time"]["fast"] for r in rows]
     weights = [r["count"] for r in rows]
     summary = dict(
@@ -207,12 +215,16 @@ def bench_layers(args, device):
         efficiency_weighted=sum(e * w for e, w in zip(efficiency, weights)) / sum(weights),
         efficiency_total=sum(r["time"]["floor"] * r["count"] for r in rows)
         / sum(r["time"]["fast"] * r["count"] for r in rows),
+        efficiency_recomp_mean=statistics.mean(efficiency_recomp),
+        efficiency_recomp_total=sum(r["time"]["floor"] * r["count"] for r in rows)
+        / sum(r["time"]["recomp"] * r["count"] for r in rows),
         speedup_vs_ref_mean=statistics.mean(speedup),
         memory_vs_ref_mean=statistics.mean(r["added_peak"]["fast"] / r["added_peak"]["ref"] for r in rows),
     )
     print(
         "  layer efficiency floor/fast: mean over shapes {efficiency_mean:.3f}, weighted by layer count "
-        "{efficiency_weighted:.3f}, total time {efficiency_total:.3f}; ref/fast mean {speedup_vs_ref_mean:.2f}; "
+        "{efficiency_weighted:.3f}, total time {efficiency_total:.3f}; floor/recomp: mean {efficiency_recomp_mean:.3f}, "
+        "total time {efficiency_recomp_total:.3f}; ref/fast mean {speedup_vs_ref_mean:.2f}; "
         "fast/ref +peak mean {memory_vs_ref_mean:.2f}".format(**summary),
         flush=True,
     )
@@ -225,6 +237,7 @@ def bench_layers(args, device):
 def build_models(n_mels=N_MELS):
     """name -> (formulation, model factory, front end factory, n_mels)."""
     from speechbrain_tdy.lobes import LogMelInstanceNorm
+    from speechbrain_tdy.nnet import set_recompute
     from speechbrain_tdy.lobes.resnet import dtdy_resnet34_half, resnet34_half, tdy_resnet34_half, tdy_resnet34_quarter
 
     def ecapa():
@@ -237,10 +250,15 @@ def build_models(n_mels=N_MELS):
 
         return Fbank(n_mels=80)
 
+    def recomputing(model):
+        set_recompute(model, True)
+        return model
+
     ours = lambda: LogMelInstanceNorm(n_mels=n_mels)  # noqa: E731
     return {
         "tdy_resnet34_half": ("fast", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
         "tdy_resnet34_half[ref]": ("ref", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_half[recompute]": ("fast", lambda: recomputing(tdy_resnet34_half(n_mels=n_mels)), ours, n_mels),
         "tdy_resnet34_quarter": ("fast", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
         "tdy_resnet34_quarter[ref]": ("ref", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
         "dtdy_resnet34_half": ("fast", lambda: dtdy_resnet34_half(n_mels=n_mels), ours, n_mels),
@@ -302,6 +320,15 @@ def bench_models(args, device):
               f"{mib(row['train_peak']):9.0f} {mib(row['train_added_peak']):7.0f} {row['infer_s']:8.3f} "
               f"{rel_infer:8.2f} {mib(row['infer_peak']):9.0f}")
     summary = {}
+    lean, ref = rows.get("tdy_resnet34_half[recompute]"), rows.get("tdy_resnet34_half[ref]")
+    if lean and ref:
+        summary["tdy_resnet34_half[recompute]"] = dict(
+            train_speedup=ref["train_s"] / lean["train_s"], train_peak_ratio=lean["train_peak"] / ref["train_peak"],
+            train_added_peak_ratio=lean["train_added_peak"] / ref["train_added_peak"],
+        )
+        print("  tdy_resnet34_half with set_recompute(model, True): ref/recompute training {train_speedup:.2f}x; "
+              "recompute/ref training peak {train_peak_ratio:.2f} (+peak {train_added_peak_ratio:.2f})"
+              .format(**summary["tdy_resnet34_half[recompute]"]), flush=True)
     for short in ("tdy_resnet34_half", "tdy_resnet34_quarter"):
         fast, ref = rows.get(short), rows.get(short + "[ref]")
         if fast and ref:

@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 
-def reference_tdy_conv2d(x, weight, bias, attention, stride, padding):
-    """y[b, c, f, t] = sum_k attention[b, k, t] * (conv2d(x, weight[k]) + bias[k])[b, c, f, t]."""
+def reference_tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
+    """y[b, c, f, t] = sum_k attention[b, k, t] * (conv2d(x, weight[k]) + bias[k])[b, c, f, t].
+
+    ``recompute`` is accepted for the layer's sake and ignored: autograd keeps
+    what the einsum needs."""
     n_kernels, out_channels = weight.shape[:2]
     flat_weight = weight.reshape(n_kernels * out_channels, *weight.shape[2:])
     flat_bias = None if bias is None else bias.reshape(-1)

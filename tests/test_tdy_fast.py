@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from speechbrain_tdy.lobes import tdy_resnet34_quarter
+from speechbrain_tdy.nnet import set_recompute
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 
 
@@ -48,6 +50,34 @@ def test_outputs_and_gradients_equal_the_plain_formulation(geometry):
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-10)
     for got, expected in zip(fast_grads, plain_grads):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_recompute_keeps_no_per_kernel_outputs_and_gives_the_same_gradients(geometry):
+    args = inputs(**geometry)
+    tensors = [t.requires_grad_() for t in args[:4] if t is not None]
+    kept = tdy_conv2d(*args)
+    recomputed = tdy_conv2d(*args, recompute=True)
+    assert kept.grad_fn.out is not None and recomputed.grad_fn.out is None
+    grad = torch.randn_like(kept)
+    for got, expected in zip(torch.autograd.grad(recomputed, tensors, grad), torch.autograd.grad(kept, tensors, grad)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_set_recompute_switches_every_tdy_layer_of_a_model():
+    model = tdy_resnet34_quarter(n_mels=24)
+    feats = torch.randn(2, 40, 24)
+
+    def layer_keeps_outputs():
+        return model.layer1[0].conv1(torch.randn(2, 16, 12, 10, requires_grad=True)).grad_fn.out is not None
+
+    assert layer_keeps_outputs()
+    kept = torch.autograd.grad(model(feats).sum(), list(model.parameters()))
+    assert set_recompute(model, True) == 35
+    assert not layer_keeps_outputs()
+    recomputed = torch.autograd.grad(model(feats).sum(), list(model.parameters()))
+    for a, b in zip(recomputed, kept):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)

@@ -95,6 +95,9 @@ class TDYConv2d(nn.Module):
         Softmax temperature of the attention (31 at the start of training,
         annealed to 1; see :mod:`speechbrain_tdy.nnet.temperature`).
 
+    The attribute ``recompute`` (default False; see :func:`set_recompute`)
+    trades training time for memory.
+
     Example
     -------
     >>> conv = TDYConv2d(16, 32, kernel_size=3, freq_size=20, stride=2, padding=1)
@@ -122,6 +125,7 @@ class TDYConv2d(nn.Module):
         self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         self.freq_size, self.n_kernels = freq_size, n_kernels
         self.temperature = float(temperature)
+        self.recompute = False
         self.attention = TDYAttention(
             in_channels, freq_size, self.kernel_size[1], self.stride[1], self.padding[1], n_kernels
         )
@@ -141,7 +145,7 @@ class TDYConv2d(nn.Module):
         self._check_input(x)
         x = mask_time(x, lengths)
         pi = self.attention(x, self.temperature, lengths)
-        return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding)
+        return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding, self.recompute)
 
     def _check_input(self, x):
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] != self.freq_size:
@@ -156,3 +160,24 @@ class TDYConv2d(nn.Module):
             f"stride={self.stride}, padding={self.padding}, freq_size={self.freq_size}, "
             f"n_kernels={self.n_kernels}, temperature={self.temperature:g}, bias={self.bias is not None}"
         )
+
+
+def set_recompute(model, enabled=True):
+    """Make every TDY layer of ``model`` recompute its K per-kernel outputs in
+    backward instead of keeping them from forward (or keep them again, with
+    ``enabled=False``, the default).
+
+    Those outputs, K times the size of the layer's output, bound a TDY
+    network's training memory. Recomputing them costs one more basis
+    convolution per layer: for a TDY-ResNet-34 x0.5 training step on 2 CPU
+    threads, 0.30x the reference formulation's peak memory instead of 1.10x,
+    at 1.13x its speed instead of 1.36x (``benchmarks/README.md``). Results
+    are identical. Returns the number of layers changed.
+
+    >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
+    2
+    """
+    layers = [module for module in model.modules() if isinstance(module, TDYConv2d)]
+    for layer in layers:
+        layer.recompute = bool(enabled)
+    return len(layers)

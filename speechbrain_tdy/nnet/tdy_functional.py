@@ -20,6 +20,10 @@ written by hand (:class:`_TDYConv2dFunction`):
   gradients ``g * pi_k``, so no tensor of K times the output size is allocated
   in backward, and one ``convolution_backward`` call gives the gradients of x,
   the kernels and the biases;
+* with ``recompute=True`` (``speechbrain_tdy.nnet.set_recompute``) forward
+  does not keep the per-kernel outputs and backward recomputes them: the
+  (B, K * C_out, F, T) buffer, which bounds the training memory, then lives
+  one layer at a time, for one more basis convolution per layer;
 * without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
   requiring a gradient) nothing is kept at all.
 
@@ -33,7 +37,7 @@ import torch.nn.functional as F
 __all__ = ["tdy_conv2d"]
 
 
-def tdy_conv2d(x, weight, bias, attention, stride, padding):
+def tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
     """Mix K convolutions per output time bin.
 
     y[b, c, f, t] = sum_k attention[b, k, t] * (conv2d(x, weight[k]) + bias[k])[b, c, f, t]
@@ -50,6 +54,9 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding):
         Mixing weights, shape (batch, K, time_out).
     stride, padding : tuple of int
         (freq, time) stride and zero padding of the convolution.
+    recompute : bool
+        Recompute the per-kernel outputs in backward instead of keeping them
+        from forward: less memory, more time. Same results.
 
     Returns
     -------
@@ -72,15 +79,15 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding):
         x, weight, attention = x.to(dtype), weight.to(dtype), attention.to(dtype)
         bias = None if bias is None else bias.to(dtype)
         with torch.autocast(device_type, enabled=False):
-            return _dispatch(x, weight, bias, attention, stride, padding)
-    return _dispatch(x, weight, bias, attention, stride, padding)
+            return _dispatch(x, weight, bias, attention, stride, padding, recompute)
+    return _dispatch(x, weight, bias, attention, stride, padding, recompute)
 
 
-def _dispatch(x, weight, bias, attention, stride, padding):
+def _dispatch(x, weight, bias, attention, stride, padding, recompute):
     attention = attention.to(x.dtype)
     inputs = (x, weight, attention) if bias is None else (x, weight, attention, bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        return _TDYConv2dFunction.apply(x, weight, bias, attention, stride, padding)
+        return _TDYConv2dFunction.apply(x, weight, bias, attention, stride, padding, recompute)
     with torch.no_grad():
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
 
@@ -112,7 +119,7 @@ class _TDYConv2dFunction(torch.autograd.Function):
     """Autograd for :func:`tdy_conv2d` (first-order gradients only)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, attention, stride, padding):
+    def forward(ctx, x, weight, bias, attention, stride, padding, recompute):
         out = _basis_conv(x, weight, bias, stride, padding)
         n_kernels = weight.shape[0]
         y = _mix(out, attention, n_kernels)
@@ -124,7 +131,7 @@ class _TDYConv2dFunction(torch.autograd.Function):
         # The per-kernel outputs are an intermediate, not an input or output: they
         # may live on ctx. Backward consumes (overwrites) them, so a second backward
         # through the same graph (retain_graph=True) recomputes them.
-        ctx.out = out
+        ctx.out = None if recompute else out
         return y
 
     @staticmethod
@@ -180,4 +187,4 @@ class _TDYConv2dFunction(torch.autograd.Function):
                 grad_bias = grad_bias.view(bias.shape)
         if grad_attention is not None:
             grad_attention = grad_attention.to(attention.dtype)
-        return grad_x, grad_weight, grad_bias, grad_attention, None, None
+        return grad_x, grad_weight, grad_bias, grad_attention, None, None, None
