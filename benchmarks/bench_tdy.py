@@ -213,11 +213,9 @@ def bench_layers(args, device):
     summary = dict(
         efficiency_mean=statistics.mean(efficiency),
         efficiency_weighted=sum(e * w for e, w in zip(efficiency, weights)) / sum(weights),
-        efficiency_total=sum(r["time"]["floor"] * r["count"] for r in rows)
-        / sum(r["time"]["fast"] * r["count"] for r in rows),
+        efficiency_total=total_time_ratio(rows, "floor", "fast"),
         efficiency_recomp_mean=statistics.mean(efficiency_recomp),
-        efficiency_recomp_total=sum(r["time"]["floor"] * r["count"] for r in rows)
-        / sum(r["time"]["recomp"] * r["count"] for r in rows),
+        efficiency_recomp_total=total_time_ratio(rows, "floor", "recomp"),
         speedup_vs_ref_mean=statistics.mean(speedup),
         memory_vs_ref_mean=statistics.mean(r["added_peak"]["fast"] / r["added_peak"]["ref"] for r in rows),
     )
@@ -229,6 +227,12 @@ def bench_layers(args, device):
         flush=True,
     )
     return dict(rows=rows, summary=summary)
+
+
+def total_time_ratio(rows, numerator, denominator):
+    """Ratio of two variants' times summed over the network's layers (each shape times its count)."""
+    return (sum(r["time"][numerator] * r["count"] for r in rows)
+            / sum(r["time"][denominator] * r["count"] for r in rows))
 
 
 # ----------------------------------------------------------------------------
@@ -320,28 +324,19 @@ def bench_models(args, device):
               f"{mib(row['train_peak']):9.0f} {mib(row['train_added_peak']):7.0f} {row['infer_s']:8.3f} "
               f"{rel_infer:8.2f} {mib(row['infer_peak']):9.0f}")
     summary = {}
-    lean, ref = rows.get("tdy_resnet34_half[recompute]"), rows.get("tdy_resnet34_half[ref]")
-    if lean and ref:
-        summary["tdy_resnet34_half[recompute]"] = dict(
-            train_speedup=ref["train_s"] / lean["train_s"], train_peak_ratio=lean["train_peak"] / ref["train_peak"],
-            train_added_peak_ratio=lean["train_added_peak"] / ref["train_added_peak"],
-        )
-        print("  tdy_resnet34_half with set_recompute(model, True): ref/recompute training {train_speedup:.2f}x; "
-              "recompute/ref training peak {train_peak_ratio:.2f} (+peak {train_added_peak_ratio:.2f})"
-              .format(**summary["tdy_resnet34_half[recompute]"]), flush=True)
-    for short in ("tdy_resnet34_half", "tdy_resnet34_quarter"):
-        fast, ref = rows.get(short), rows.get(short + "[ref]")
-        if fast and ref:
-            summary[short] = dict(
-                train_speedup=ref["train_s"] / fast["train_s"],
-                infer_speedup=ref["infer_s"] / fast["infer_s"],
-                train_peak_ratio=fast["train_peak"] / ref["train_peak"],
-                train_added_peak_ratio=fast["train_added_peak"] / ref["train_added_peak"],
-                infer_peak_ratio=fast["infer_peak"] / ref["infer_peak"],
+    for name in ("tdy_resnet34_half", "tdy_resnet34_half[recompute]", "tdy_resnet34_quarter"):
+        ours, ref = rows.get(name), rows.get(name.split("[")[0] + "[ref]")
+        if ours and ref:
+            summary[name] = dict(
+                train_speedup=ref["train_s"] / ours["train_s"],
+                infer_speedup=ref["infer_s"] / ours["infer_s"],
+                train_peak_ratio=ours["train_peak"] / ref["train_peak"],
+                train_added_peak_ratio=ours["train_added_peak"] / ref["train_added_peak"],
+                infer_peak_ratio=ours["infer_peak"] / ref["infer_peak"],
             )
-            print("  {}: ref/fast training {train_speedup:.2f}x, inference {infer_speedup:.2f}x; fast/ref training "
+            print("  {}: ref/ours training {train_speedup:.2f}x, inference {infer_speedup:.2f}x; ours/ref training "
                   "peak {train_peak_ratio:.2f} (+peak {train_added_peak_ratio:.2f}), inference peak "
-                  "{infer_peak_ratio:.2f}".format(short, **summary[short]), flush=True)
+                  "{infer_peak_ratio:.2f}".format(name, **summary[name]), flush=True)
     return dict(rows=rows, summary=summary)
 
 

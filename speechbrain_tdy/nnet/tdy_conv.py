@@ -177,7 +177,12 @@ def set_recompute(model, enabled=True):
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
     """
-    layers = [module for module in model.modules() if isinstance(module, TDYConv2d)]
+    layers = tdy_layers(model)
     for layer in layers:
         layer.recompute = bool(enabled)
     return len(layers)
+
+
+def tdy_layers(model):
+    """All :class:`TDYConv2d` layers of ``model``."""
+    return [module for module in model.modules() if isinstance(module, TDYConv2d)]

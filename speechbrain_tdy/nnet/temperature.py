@@ -9,16 +9,11 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 
-from speechbrain_tdy.nnet.tdy_conv import TDYConv2d
+from speechbrain_tdy.nnet.tdy_conv import tdy_layers
 
 INITIAL_TEMPERATURE = 31.0
 TEMPERATURE_STEP = 3.0
 FINAL_TEMPERATURE = 1.0
-
-
-def tdy_layers(model):
-    """All :class:`TDYConv2d` layers of ``model``."""
-    return [module for module in model.modules() if isinstance(module, TDYConv2d)]
 
 
 def set_temperature(model, temperature):
