@@ -17,24 +17,25 @@ from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "VoxCeleb" / "SpeakerRec"
 
-# Small enough to train in about 5 minutes on 2 CPU cores: 24 mels, 1-s crops,
-# batches of 8 speakers x 2 utterances (about 36 steps per epoch), no
-# augmentation, twice the learning rate, halved for the last 6 epochs. TDY must be
-# annealed before it is used at the inference temperature 1, so the demo
-# anneals faster than the paper (31, 25, ..., 1 by epoch 6) and trains 6
-# more epochs at 1.
+# Small enough to train in about 6 minutes on 2 CPU cores: 24 mels, 0.8-s crops,
+# batches of 8 speakers x 2 utterances (35 steps per epoch), no augmentation,
+# twice the learning rate, halved for the last 5 epochs, and validation on 3-s
+# centre crops. TDY must be annealed before it is used at the inference
+# temperature 1, so the demo anneals faster than the paper (31, 25, ..., 1 by
+# epoch 6) and trains 5 more epochs at 1.
 DEMO_OVERRIDES = {
     "n_mels": 24,
     "emb_dim": 128,
-    "crop_frames": 100,
+    "crop_frames": 80,
     "batch_speakers": 8,
     "n_per_speaker": 2,
-    "number_of_epochs": 12,
+    "number_of_epochs": 11,
     "lr": 0.002,
     "lr_decay": 0.5,
     "lr_decay_every": 6,
     "temperature_step": 6,
-    "eer_every_n_epochs": 12,  # dev EER once, at the end
+    "eer_every_n_epochs": 11,  # dev EER once, at the end
+    "valid_crop_frames": 300,  # classification error on 3-s centre crops of the dev utterances
     "augment": False,
     "num_workers": 0,
     "split_ratio": [90, 10],
@@ -63,7 +64,7 @@ def main(argv=None):
 
     if not (corpus / "veri_test.txt").is_file():
         kwargs = {} if args.speakers is None else {"n_speakers": args.speakers}
-        generate_corpus(corpus, **kwargs)
+        generate_corpus(corpus, workers=os.cpu_count() or 1, **kwargs)
     if not (corpus / "rir").is_dir():
         write_synthetic_noise_and_rirs(corpus)
 

@@ -29,7 +29,10 @@ files. Difficulty knobs: ``speaker_spread`` (how different voices are) and
 :func:`baseline_eers` measures a naive and a simple learned baseline.
 """
 import argparse
+import functools
+import itertools
 import json
+import multiprocessing
 import os
 import string
 import time
@@ -317,7 +320,7 @@ def split_speakers(n_speakers, n_dev=None, n_test=None):
 
 def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None, n_test=None, sessions=(2, 4),
                     durations=(3.0, 8.0), speaker_spread=3.0, channel_strength=0.3, trials_per_utterance=2,
-                    verbose=False):
+                    verbose=False, workers=1):
     """Write the corpus to ``out_dir`` and return a summary dict.
 
     Arguments
@@ -345,6 +348,8 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
         Target trials (and as many non-targets) enrolled by each held-out utterance.
     verbose : bool
         Print progress per speaker.
+    workers : int
+        Processes that write speakers in parallel; the files do not depend on it.
 
     Returns
     -------
@@ -356,31 +361,25 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     out = Path(out_dir)
     n_train, n_dev, n_test = split_speakers(n_speakers, n_dev, n_test)
     seeds = np.random.SeedSequence(seed).spawn(n_speakers + 1)
+    roles = ["train"] * n_train + ["dev"] * n_dev + ["test"] * n_test
+    write = functools.partial(
+        _write_speaker, out, n_utterances=n_utterances, sessions=sessions, durations=durations,
+        speaker_spread=speaker_spread, channel_strength=channel_strength,
+    )
+    jobs = list(zip(range(n_speakers), seeds[:n_speakers]))
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            written = pool.starmap(write, jobs)
+    else:
+        written = itertools.starmap(write, jobs)
     split = {"train": [], "dev": [], "test": []}
     listed = {"dev": [], "test": []}
     total_samples = 0
-    for index in range(n_speakers):
-        rng = np.random.default_rng(seeds[index])
-        speaker_id = f"id{index + 1:05d}"
-        role = "train" if index < n_train else "dev" if index < n_train + n_dev else "test"
+    for role, (speaker_id, n_sessions, files, samples) in zip(roles, written):
         split[role].append(speaker_id)
-        voice = draw_speaker(rng, speaker_spread)
-        n_sessions = int(rng.integers(sessions[0], sessions[1] + 1))
-        channels = [(session_name(rng), draw_channel(rng, channel_strength)) for _ in range(n_sessions)]
-        counts = {}
-        for utterance in range(n_utterances):
-            session, channel = channels[utterance % n_sessions]
-            counts[session] = counts.get(session, 0) + 1
-            folder = out / "wav" / speaker_id / session
-            folder.mkdir(parents=True, exist_ok=True)
-            wav, labels = synthesise(rng, voice, rng.uniform(*durations))
-            wav = apply_channel(rng, wav, channel)
-            name = f"{counts[session]:05d}"
-            _write_wav(folder / f"{name}.wav", wav)
-            _write_text(folder / f"{name}.phn", "".join(f"{p} {PHONE_CLASS[p]}\n" for p in labels))
-            total_samples += len(wav)
-            if role in listed:
-                listed[role].append((speaker_id, session, f"{speaker_id}/{session}/{name}.wav"))
+        total_samples += samples
+        if role in listed:
+            listed[role].extend(files)
         if verbose:
             print(f"{speaker_id} ({role}): {n_sessions} sessions, {n_utterances} utterances", flush=True)
     trial_rng = np.random.default_rng(seeds[-1])
@@ -400,6 +399,30 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     wall = time.perf_counter() - start_time
     summary.update(wall_seconds=wall, realtime_factor=total_samples / SAMPLE_RATE / wall)
     return summary
+
+
+def _write_speaker(out, index, seed, n_utterances, sessions, durations, speaker_spread, channel_strength):
+    """Write speaker ``index`` (drawn from ``seed``, a SeedSequence): its id, number
+    of sessions, (speaker, session, path) of each file, and its number of samples."""
+    rng = np.random.default_rng(seed)
+    speaker_id = f"id{index + 1:05d}"
+    voice = draw_speaker(rng, speaker_spread)
+    n_sessions = int(rng.integers(sessions[0], sessions[1] + 1))
+    channels = [(session_name(rng), draw_channel(rng, channel_strength)) for _ in range(n_sessions)]
+    counts, files, samples = {}, [], 0
+    for utterance in range(n_utterances):
+        session, channel = channels[utterance % n_sessions]
+        counts[session] = counts.get(session, 0) + 1
+        folder = out / "wav" / speaker_id / session
+        folder.mkdir(parents=True, exist_ok=True)
+        wav, labels = synthesise(rng, voice, rng.uniform(*durations))
+        wav = apply_channel(rng, wav, channel)
+        name = f"{counts[session]:05d}"
+        _write_wav(folder / f"{name}.wav", wav)
+        _write_text(folder / f"{name}.phn", "".join(f"{p} {PHONE_CLASS[p]}\n" for p in labels))
+        samples += len(wav)
+        files.append((speaker_id, session, f"{speaker_id}/{session}/{name}.wav"))
+    return speaker_id, n_sessions, files, samples
 
 
 def _write_wav(path, wav):
@@ -496,12 +519,14 @@ def main(argv=None):
                         help="afterwards, print the EERs of a naive (mean log-mel cosine) and a simple "
                              "learned (LDA) baseline on veri_test.txt")
     parser.add_argument("--verbose", action="store_true", help="print progress per speaker")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes writing speakers in parallel; same files for any number (default 1)")
     args = parser.parse_args(argv)
     summary = generate_corpus(
         args.out_dir, args.speakers, args.utterances, args.seed, n_dev=args.dev_speakers,
         n_test=args.test_speakers, sessions=tuple(args.sessions), durations=tuple(args.durations),
         speaker_spread=args.speaker_spread, channel_strength=args.channel_strength,
-        trials_per_utterance=args.trials_per_utterance, verbose=args.verbose,
+        trials_per_utterance=args.trials_per_utterance, verbose=args.verbose, workers=args.workers,
     )
     split = summary["speakers"]
     print(f"{summary['n_files']} files, {summary['audio_seconds']:.0f} s of audio, speakers "

@@ -1,4 +1,4 @@
-"""The README's main command, end to end (slow: about 9 minutes on 2 CPU cores)."""
+"""The README's main command, end to end (slow: about 8 minutes on 2 CPU cores)."""
 import json
 import os
 import subprocess

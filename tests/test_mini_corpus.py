@@ -91,7 +91,7 @@ def test_speaker_split_and_trials(corpus):
 
 def test_deterministic(corpus, tmp_path):
     out, _ = corpus
-    generate_corpus(tmp_path / "same", seed=3, **SMALL)
+    generate_corpus(tmp_path / "same", seed=3, workers=2, **SMALL)  # same files from parallel writers
     generate_corpus(tmp_path / "other", seed=4, **SMALL)
     reference = _files(out)
     same = _files(tmp_path / "same")

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.verification import error_rates
 
 from recipe_utils import RECIPE, TINY, run_script, train_log_lines
@@ -40,6 +41,28 @@ def test_aam_loss_and_bf16_precision(tiny_corpus, tmp_path):
     overrides = tiny_overrides(tiny_corpus, tmp_path, loss="aam", augment=False)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=["--precision=bf16"])
     assert "epoch: 1" in train_log_lines(tmp_path)[0]
+
+
+def test_validation_set_is_sorted_by_duration_and_centre_cropped(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPE))
+    import train
+    from voxceleb_prepare import prepare_voxceleb
+
+    trial_lists = [tiny_corpus / "veri_test.txt", tiny_corpus / "veri_dev.txt"]
+    prepare_voxceleb(tiny_corpus, tmp_path, verification_pairs_file=trial_lists, split_ratio=[50, 50])
+    crop_frames = 100  # 1.015 s, shorter than every utterance of the tiny corpus (1.2 to 2 s)
+    hparams = {"train_annotation": tmp_path / "train.csv", "valid_annotation": tmp_path / "dev.csv", "seed": 1,
+               "crop_samples": 16240, "sample_rate": 16000, "save_folder": tmp_path, "valid_crop_frames": crop_frames}
+    _, valid_data, _ = train.dataio_prep(hparams)
+    rows = [valid_data.data[key] for key in valid_data.data_ids]
+    assert len(rows) > 2
+    assert [row["duration"] for row in rows] == sorted(row["duration"] for row in rows)
+    for row, item in zip(rows, valid_data):
+        whole = read_segment(row["wav"], row["start"], row["stop"])
+        crop = item["sig"]
+        assert crop.shape == (crop_frames * 160 + 240,)
+        offset = (whole.shape[0] - crop.shape[0]) // 2
+        assert torch.equal(crop, whole[offset:offset + crop.shape[0]])
 
 
 def epoch_and_temperature(line):

@@ -132,9 +132,15 @@ def dataio_prep(hparams):
     def train_audio(wav, start, stop):
         return random_crop(wav, crop_samples, start, stop, rng, sample_rate)
 
+    valid_frames = hparams.get("valid_crop_frames")
+    valid_samples = None if valid_frames is None else valid_frames * 160 + 240
+
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def valid_audio(wav, start, stop):
+        if valid_samples is not None and stop - start > valid_samples:
+            start += (stop - start - valid_samples) // 2
+            stop = start + valid_samples
         return read_segment(wav, start, stop, sample_rate)
 
     train_data.add_dynamic_item(train_audio)
@@ -151,7 +157,10 @@ def dataio_prep(hparams):
     label_encoder_file = f"{hparams['save_folder']}/label_encoder.txt"
     label_encoder.load_or_create(path=label_encoder_file, from_didatasets=[train_data], output_key="spk_id")
     sb.dataio.dataset.set_output_keys([train_data, valid_data], ["id", "sig", "spk_id_encoded"])
-    valid_data = valid_data.filtered_sorted(key_test={"spk_id": lambda s: s in label_encoder.lab2ind})
+    # Sorted by duration, so that validation batches hold little padding.
+    valid_data = valid_data.filtered_sorted(
+        key_test={"spk_id": lambda s: s in label_encoder.lab2ind}, sort_key="duration"
+    )
     return train_data, valid_data, label_encoder
 
 
