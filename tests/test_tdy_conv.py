@@ -52,6 +52,24 @@ def test_matches_direct_evaluation_outputs_and_gradients(case):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-9)
 
 
+@pytest.mark.parametrize("stride,time", [(2, 7), (2, 8), (3, 10)])
+def test_strided_shortcut_attention_equals_its_strided_conv1d(stride, time):
+    """The 1x1 strided layers subsample before the attention's first Conv1d."""
+    torch.manual_seed(0)
+    layer = TDYConv2d(3, 4, kernel_size=1, stride=stride, padding=0, freq_size=5, temperature=2.0).double().eval()
+    attention = layer.attention
+    x = torch.randn(2, 3, 5, time, dtype=torch.float64, requires_grad=True)
+    pi = layer.attention_weights(x)
+    hidden = F.relu(attention.bn(attention.fc1(x.reshape(2, 15, time))))  # nn.Conv1d with its stride
+    expected = torch.softmax(attention.fc2(hidden) / 2.0, dim=1)
+    assert pi.shape == (2, layer.n_kernels, (time - 1) // stride + 1)
+    torch.testing.assert_close(pi, expected, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn_like(pi)
+    params = [x, attention.fc1.weight]
+    for got, want in zip(torch.autograd.grad(pi, params, upstream), torch.autograd.grad(expected, params, upstream)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_attention_is_a_distribution_over_kernels_per_time_bin():
     layer = TDYConv2d(2, 3, 3, freq_size=6, stride=2, padding=1).eval()
     pi = layer.attention_weights(torch.randn(3, 2, 6, 15))
