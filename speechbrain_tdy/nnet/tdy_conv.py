@@ -180,8 +180,9 @@ def set_recompute(model, enabled=True):
     network's training memory. Recomputing them costs one more basis
     convolution per layer: for a TDY-ResNet-34 x0.5 training step on 2 CPU
     threads, 0.30x the reference formulation's peak memory instead of 1.10x,
-    at 1.13x its speed instead of 1.36x (``benchmarks/README.md``). Results
-    are identical. Returns the number of layers changed.
+    at 1.13x its speed instead of 1.36x in one run, and as fast as keeping
+    them in another (``benchmarks/README.md``). Results are identical.
+    Returns the number of layers changed.
 
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
