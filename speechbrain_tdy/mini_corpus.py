@@ -366,7 +366,7 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
         _write_speaker, out, n_utterances=n_utterances, sessions=sessions, durations=durations,
         speaker_spread=speaker_spread, channel_strength=channel_strength,
     )
-    jobs = list(zip(range(n_speakers), seeds[:n_speakers]))
+    jobs = list(enumerate(seeds[:n_speakers]))
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             written = pool.starmap(write, jobs)

@@ -13,6 +13,16 @@ class AudioError(ValueError):
     """An audio file that cannot be used, with its path and the reason."""
 
 
+def crop_samples(frames):
+    """Samples of a crop of ``frames`` feature frames at 16 kHz, as the authors
+    count them (10 ms hop, 25 ms window): frames * 160 + 240.
+
+    >>> crop_samples(200)
+    32240
+    """
+    return frames * 160 + 240
+
+
 def read_segment(path, start=0, stop=None, sample_rate=16000):
     """Samples [start, stop) of ``path`` as a mono float32 tensor (samples,).
 

@@ -24,7 +24,7 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.convert import check_state_dict
-from speechbrain_tdy.dataio.audio import AudioError, evenly_spaced_crops, wrap_pad
+from speechbrain_tdy.dataio.audio import AudioError, crop_samples, evenly_spaced_crops, wrap_pad
 from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.inference.safety import check_hparams_file
 from speechbrain_tdy.scoring import score_pairs
@@ -164,7 +164,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         ``min_duration`` are wrap-padded."""
         wav = wrap_pad(self.load_audio(path), self.min_samples)
         if crop:
-            crops = evenly_spaced_crops(wav, self.crop_frames * 160 + 240, self.num_crops)
+            crops = evenly_spaced_crops(wav, crop_samples(self.crop_frames), self.num_crops)
             return self.encode_batch(crops, normalize=True)[:, 0]
         return self.encode_batch(wav, normalize=True)[0, 0]
 

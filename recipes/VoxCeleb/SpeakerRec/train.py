@@ -23,7 +23,7 @@ from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_tdy.dataio.audio import random_crop, read_segment
+from speechbrain_tdy.dataio.audio import crop_samples, random_crop, read_segment
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
@@ -124,16 +124,16 @@ def dataio_prep(hparams):
     """Datasets with the audio and label pipelines, and the fitted label encoder."""
     train_data = sb.dataio.dataset.DynamicItemDataset(load_manifest(hparams["train_annotation"]))
     valid_data = sb.dataio.dataset.DynamicItemDataset(load_manifest(hparams["valid_annotation"]))
-    crop_samples, sample_rate = hparams["crop_samples"], hparams["sample_rate"]
+    train_samples, sample_rate = hparams["crop_samples"], hparams["sample_rate"]
     rng = random.Random(hparams["seed"])
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
     def train_audio(wav, start, stop):
-        return random_crop(wav, crop_samples, start, stop, rng, sample_rate)
+        return random_crop(wav, train_samples, start, stop, rng, sample_rate)
 
     valid_frames = hparams.get("valid_crop_frames")
-    valid_samples = None if valid_frames is None else valid_frames * 160 + 240
+    valid_samples = None if valid_frames is None else crop_samples(valid_frames)
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")

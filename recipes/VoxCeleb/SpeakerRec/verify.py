@@ -26,6 +26,7 @@ from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import DetCurveDisplay
 
 from speechbrain_tdy.checkpoints import save_atomically, write_text_atomically
+from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.inference.long_audio import embed_waveforms
@@ -82,7 +83,7 @@ def main(argv):
         hparams = load_hyperpyyaml(stream, overrides)
     device = run_opts.get("device", "cpu")
     embed, train_hparams = load_trained_model(hparams["train_output_folder"], hparams["data_folder"], device)
-    crop_samples = hparams["crop_frames"] * 160 + 240 if hparams["crop"] else None
+    crop_length = crop_samples(hparams["crop_frames"]) if hparams["crop"] else None
     score_norm = hparams["score_norm"]
     top_n = hparams["as_norm_top_n"] if score_norm == "as-norm" else None
     cohort = None
@@ -95,7 +96,7 @@ def main(argv):
     def score_list(trial_file):
         trials = read_trials(trial_file)
         embeddings = embed_files(
-            embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"], crop_samples,
+            embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"], crop_length,
             hparams["num_crops"],
         )
         return trials, score_trials(trials, embeddings, score_norm, cohort, top_n)
