@@ -34,7 +34,6 @@ DEMO_OVERRIDES = {
     "lr_decay": 0.5,
     "lr_decay_every": 6,
     "temperature_step": 6,
-    "eer_every_n_epochs": 11,  # dev EER once, at the end
     "valid_crop_frames": 300,  # classification error on 3-s centre crops of the dev utterances
     "augment": False,
     "num_workers": 0,
@@ -69,7 +68,8 @@ def main(argv=None):
         write_synthetic_noise_and_rirs(corpus)
 
     overrides = dict(
-        DEMO_OVERRIDES, number_of_epochs=args.epochs, data_folder=corpus, dev_verification_file=corpus / "veri_dev.txt"
+        DEMO_OVERRIDES, number_of_epochs=args.epochs, data_folder=corpus, dev_verification_file=corpus / "veri_dev.txt",
+        eer_every_n_epochs=args.epochs,  # dev EER once, at the last epoch
     )
     trained, untrained = output / "tdy_resnet34_quarter", output / "untrained"
     run("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, output_folder=trained))
