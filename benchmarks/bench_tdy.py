@@ -17,14 +17,18 @@ layers
     ``TDYConv2d`` ("fast"), of the same layer recomputing its per-kernel
     outputs in backward ("recomp", ``set_recompute``), of the same layer with
     the authors' formulation ("ref", :mod:`reference_tdy`), and of one static
-    ``nn.Conv2d`` with
-    K * C_out outputs ("floor": the unavoidable convolution work). The
-    attention branch alone ("attn") is shown too: fast - floor is at least
-    attn.
+    ``nn.Conv2d`` with K * C_out outputs ("floor": the unavoidable convolution
+    work), in PyTorch's default layout and in channels-last ("floor_cl": on
+    CPU the faster one, and the layout ``TDYConv2d`` convolves in). The
+    attention branch alone ("attn") is shown too. Each gets the same input
+    in the layout it has inside a model: on CPU channels-last for the
+    package's layers (every TDY layer but the first gets it so from the layer
+    before) and floor_cl, PyTorch's default for ref and floor.
 models
     Training step (forward, backward, Adam) on 16 x 200 frames and inference
     on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
-    DTDY-ResNet-34 x0.5, static ResNet-34 x0.5, the TDY models again with the
+    DTDY-ResNet-34 x0.5, static ResNet-34 x0.5 (also converted to
+    channels-last, its fastest layout on CPU), the TDY models again with the
     reference formulation, TDY-ResNet-34 x0.5 recomputing its per-kernel
     outputs in backward (``set_recompute(model, True)``: less memory, more
     time), and SpeechBrain's ECAPA-TDNN (C=1024).
@@ -40,6 +44,7 @@ on CPU: "peak" counts everything alive (parameters, optimizer state, inputs),
 """
 import argparse
 import contextlib
+import copy
 import gc
 import json
 import os
@@ -168,40 +173,54 @@ def bench_layers(args, device):
                           shape["padding"], n_kernels=K).to(device).train()
         floor = nn.Conv2d(shape["in"], K * shape["out"], shape["kernel"], shape["stride"], shape["padding"],
                           bias=False).to(device)
+        floor_cl = copy.deepcopy(floor).to(memory_format=torch.channels_last)
         x = torch.randn(BATCH, shape["in"], shape["freq"], shape["time"], device=device, requires_grad=True)
+        x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_()
         with torch.no_grad():
             y_shape = layer(x).shape
             floor_shape = floor(x).shape
         grad_y = torch.randn(y_shape, device=device)
         grad_floor = torch.randn(floor_shape, device=device)
+        grad_floor_cl = grad_floor.to(memory_format=torch.channels_last)
         grad_pi = torch.randn(BATCH, K, y_shape[-1], device=device)
+
+        # Each variant gets its input in the layout it has inside a model: the
+        # package's layers pass channels-last activations on CPU, the authors'
+        # formulation and a plain Conv2d keep PyTorch's default layout.
+        x_tdy = x_cl if device.type == "cpu" else x
 
         def run_tdy(name, recompute=False):
             def step():
                 layer.recompute = recompute
                 with formulation(name):
-                    layer(x).backward(grad_y)
+                    layer(x if name == "ref" else x_tdy).backward(grad_y)
             return step
 
         def run_floor():
             floor(x).backward(grad_floor)
 
+        def run_floor_cl():
+            floor_cl(x_cl).backward(grad_floor_cl)
+
         def run_attn():
-            layer.attention(x, layer.temperature).backward(grad_pi)
+            layer.attention(x_tdy, layer.temperature).backward(grad_pi)
 
         fns = {"fast": run_tdy("fast"), "recomp": run_tdy("fast", recompute=True), "ref": run_tdy("ref"),
-               "floor": run_floor, "attn": run_attn}
+               "floor": run_floor, "floor_cl": run_floor_cl, "attn": run_attn}
         times = interleaved_times(fns, args.layer_reps, device=device)
         mems = {name: peak_memory(fn, device)[1] for name, fn in fns.items() if name != "attn"}
         layer.zero_grad(set_to_none=True)
         floor.zero_grad(set_to_none=True)
+        floor_cl.zero_grad(set_to_none=True)
         row = dict(shape=shape, count=count, time=times, added_peak=mems)
         rows.append(row)
         label = "{in}->{out} k{kernel[0]}x{kernel[1]} s{stride[0]} F{freq} T{time}".format(**shape)
         print(
             f"  {label:<32} x{count:<3} fast {times['fast'] * 1e3:7.1f} ms  recomp {times['recomp'] * 1e3:7.1f} ms  "
-            f"ref {times['ref'] * 1e3:7.1f} ms  floor {times['floor'] * 1e3:7.1f} ms  attn {times['attn'] * 1e3:6.1f} ms"
-            f" | floor/fast {times['floor'] / times['fast']:.2f}  floor/recomp {times['floor'] / times['recomp']:.2f}  "
+            f"ref {times['ref'] * 1e3:7.1f} ms  floor {times['floor'] * 1e3:7.1f} ms  "
+            f"floor_cl {times['floor_cl'] * 1e3:7.1f} ms  attn {times['attn'] * 1e3:6.1f} ms"
+            f" | floor/fast {times['floor'] / times['fast']:.2f}  floor_cl/fast {times['floor_cl'] / times['fast']:.2f}"
+            f"  floor/recomp {times['floor'] / times['recomp']:.2f}  "
             f"ref/fast {times['ref'] / times['fast']:.2f} | "
             f"+peak MiB fast {mib(mems['fast']):6.1f} ref {mib(mems['ref']):6.1f} floor {mib(mems['floor']):6.1f}",
             flush=True,
@@ -214,6 +233,8 @@ def bench_layers(args, device):
         efficiency_mean=statistics.mean(efficiency),
         efficiency_weighted=sum(e * w for e, w in zip(efficiency, weights)) / sum(weights),
         efficiency_total=total_time_ratio(rows, "floor", "fast"),
+        efficiency_cl_mean=statistics.mean(r["time"]["floor_cl"] / r["time"]["fast"] for r in rows),
+        efficiency_cl_total=total_time_ratio(rows, "floor_cl", "fast"),
         efficiency_recomp_mean=statistics.mean(efficiency_recomp),
         efficiency_recomp_total=total_time_ratio(rows, "floor", "recomp"),
         speedup_vs_ref_mean=statistics.mean(speedup),
@@ -221,7 +242,8 @@ def bench_layers(args, device):
     )
     print(
         "  layer efficiency floor/fast: mean over shapes {efficiency_mean:.3f}, weighted by layer count "
-        "{efficiency_weighted:.3f}, total time {efficiency_total:.3f}; floor/recomp: mean {efficiency_recomp_mean:.3f}, "
+        "{efficiency_weighted:.3f}, total time {efficiency_total:.3f}; floor_cl/fast: mean {efficiency_cl_mean:.3f}, "
+        "total time {efficiency_cl_total:.3f}; floor/recomp: mean {efficiency_recomp_mean:.3f}, "
         "total time {efficiency_recomp_total:.3f}; ref/fast mean {speedup_vs_ref_mean:.2f}; "
         "fast/ref +peak mean {memory_vs_ref_mean:.2f}".format(**summary),
         flush=True,
@@ -267,6 +289,8 @@ def build_models(n_mels=N_MELS):
         "tdy_resnet34_quarter[ref]": ("ref", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
         "dtdy_resnet34_half": ("fast", lambda: dtdy_resnet34_half(n_mels=n_mels), ours, n_mels),
         "resnet34_half": ("fast", lambda: resnet34_half(n_mels=n_mels), ours, n_mels),
+        "resnet34_half[channels_last]": (
+            "fast", lambda: resnet34_half(n_mels=n_mels).to(memory_format=torch.channels_last), ours, n_mels),
         "ecapa_tdnn_c1024": ("fast", ecapa, fbank80, 80),
     }
 

@@ -52,17 +52,18 @@ def test_matches_direct_evaluation_outputs_and_gradients(case):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-9)
 
 
-@pytest.mark.parametrize("stride,time", [(2, 7), (2, 8), (3, 10)])
-def test_strided_shortcut_attention_equals_its_strided_conv1d(stride, time):
-    """The 1x1 strided layers subsample before the attention's first Conv1d."""
+@pytest.mark.parametrize("kernel,stride,padding,time", [(3, 1, 1, 9), (3, 2, 1, 9), (1, 2, 0, 7), (1, 2, 0, 8), (1, 3, 0, 10)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=str)
+def test_attention_equals_its_conv1d_over_flattened_features(kernel, stride, padding, time, layout):
+    """The first Conv1d runs as a conv2d spanning all frequency bins, in x's layout."""
     torch.manual_seed(0)
-    layer = TDYConv2d(3, 4, kernel_size=1, stride=stride, padding=0, freq_size=5, temperature=2.0).double().eval()
+    layer = TDYConv2d(3, 4, kernel, stride=stride, padding=padding, freq_size=5, temperature=2.0).double().eval()
     attention = layer.attention
-    x = torch.randn(2, 3, 5, time, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, 5, time, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     pi = layer.attention_weights(x)
-    hidden = F.relu(attention.bn(attention.fc1(x.reshape(2, 15, time))))  # nn.Conv1d with its stride
+    hidden = F.relu(attention.bn(attention.fc1(x.reshape(2, 15, time))))  # the nn.Conv1d itself
     expected = torch.softmax(attention.fc2(hidden) / 2.0, dim=1)
-    assert pi.shape == (2, layer.n_kernels, (time - 1) // stride + 1)
+    assert pi.shape == (2, layer.n_kernels, (time + 2 * padding - kernel) // stride + 1)
     torch.testing.assert_close(pi, expected, rtol=1e-12, atol=1e-12)
     upstream = torch.randn_like(pi)
     params = [x, attention.fc1.weight]

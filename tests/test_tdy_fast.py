@@ -52,6 +52,22 @@ def test_outputs_and_gradients_equal_the_plain_formulation(geometry):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES[2:4], ids=str)
+@pytest.mark.parametrize("input_layout", [torch.contiguous_format, torch.channels_last], ids=str)
+@pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last], ids=str)
+def test_on_cpu_it_convolves_channels_last_whatever_the_layouts_it_is_given(geometry, input_layout, grad_layout):
+    args = list(inputs(in_channels=5, out_channels=6, **geometry))
+    args[0] = args[0].contiguous(memory_format=input_layout)
+    tensors = [t.requires_grad_() for t in args[:4] if t is not None]
+    fast = tdy_conv2d(*args)
+    assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
+    grad = torch.randn_like(fast).contiguous(memory_format=grad_layout)
+    plain = plain_tdy_conv2d(*args)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-10)
+    for got, expected in zip(torch.autograd.grad(fast, tensors, grad), torch.autograd.grad(plain, tensors, grad)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 def test_recompute_keeps_no_per_kernel_outputs_and_gives_the_same_gradients(geometry):
     args = inputs(**geometry)
