@@ -83,17 +83,23 @@ def test_recompute_keeps_no_per_kernel_outputs_and_gives_the_same_gradients(geom
 def test_set_recompute_switches_every_tdy_layer_of_a_model():
     model = tdy_resnet34_quarter(n_mels=24)
     feats = torch.randn(2, 40, 24)
+    first, last = model.layer1[0].conv1, model.layer4[-1].conv2  # 16 -> 16 and 128 -> 128, 3x3
 
-    def layer_keeps_outputs():
-        return model.layer1[0].conv1(torch.randn(2, 16, 12, 10, requires_grad=True)).grad_fn.out is not None
+    def keeps_outputs(layer):
+        x = torch.randn(2, layer.in_channels, layer.freq_size, 10, requires_grad=True)
+        return layer(x).grad_fn.out is not None
 
-    assert layer_keeps_outputs()
+    assert keeps_outputs(first) and keeps_outputs(last)
     kept = torch.autograd.grad(model(feats).sum(), list(model.parameters()))
+    assert set_recompute(model, "selective") == 35
+    assert not keeps_outputs(first) and keeps_outputs(last)  # 16 * 9 <= 576 < 128 * 9 multiply-adds per value
     assert set_recompute(model, True) == 35
-    assert not layer_keeps_outputs()
+    assert not keeps_outputs(first) and not keeps_outputs(last)
     recomputed = torch.autograd.grad(model(feats).sum(), list(model.parameters()))
     for a, b in zip(recomputed, kept):
         torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="True, False or 'selective'"):
+        set_recompute(model, "yes")
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)

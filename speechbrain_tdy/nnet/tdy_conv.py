@@ -16,6 +16,13 @@ from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, pair
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 
 
+#: With ``set_recompute(model, "selective")`` a TDY layer recomputes its
+#: per-kernel outputs in backward when that costs at most this many
+#: multiply-adds per kept value (in_channels * kh * kw): in TDY-ResNet-34 x0.5
+#: its first two stages and its 1x1 shortcuts.
+SELECTIVE_RECOMPUTE_MAX_MACS = 576
+
+
 class StaticConv2d(nn.Conv2d):
     """A plain ``nn.Conv2d`` that takes the same ``(x, lengths)`` call as the
     dynamic convolutions, so that model code treats all three alike.
@@ -107,8 +114,10 @@ class TDYConv2d(nn.Module):
         Softmax temperature of the attention (31 at the start of training,
         annealed to 1; see :mod:`speechbrain_tdy.nnet.temperature`).
 
-    The attribute ``recompute`` (default False; see :func:`set_recompute`)
-    trades training time for memory.
+    The attribute ``recompute`` trades training time for memory (see
+    :func:`set_recompute`): False (default) keeps the per-kernel outputs from
+    forward for backward, True recomputes them in backward, "selective" only
+    where that is cheap (:attr:`recomputes`).
 
     Example
     -------
@@ -157,7 +166,17 @@ class TDYConv2d(nn.Module):
         self._check_input(x)
         x = mask_time(x, lengths)
         pi = self.attention(x, self.temperature, lengths)
-        return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding, self.recompute)
+        return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding, self.recomputes)
+
+    @property
+    def recomputes(self):
+        """Whether backward recomputes the K per-kernel outputs instead of
+        keeping them from forward. With ``recompute="selective"``, a layer
+        recomputes when that costs at most ``SELECTIVE_RECOMPUTE_MAX_MACS``
+        multiply-adds per kept value, ``in_channels * kh * kw``."""
+        if self.recompute == "selective":
+            return self.in_channels * self.kernel_size[0] * self.kernel_size[1] <= SELECTIVE_RECOMPUTE_MAX_MACS
+        return bool(self.recompute)
 
     def _check_input(self, x):
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] != self.freq_size:
@@ -176,23 +195,29 @@ class TDYConv2d(nn.Module):
 
 def set_recompute(model, enabled=True):
     """Make every TDY layer of ``model`` recompute its K per-kernel outputs in
-    backward instead of keeping them from forward (or keep them again, with
-    ``enabled=False``, the default).
+    backward instead of keeping them from forward (``enabled=True``), keep
+    them again (False, the default), or recompute them only where that is
+    cheapest for the memory it frees ("selective").
 
     Those outputs, K times the size of the layer's output, bound a TDY
-    network's training memory. Recomputing them costs one more basis
-    convolution per layer: for a TDY-ResNet-34 x0.5 training step on 2 CPU
-    threads, 0.30x the reference formulation's peak memory instead of 1.10x,
-    at 1.13x its speed instead of 1.36x in one run, and as fast as keeping
-    them in another (``benchmarks/README.md``). Results are identical.
-    Returns the number of layers changed.
+    network's training memory; recomputing them costs one more basis
+    convolution per layer, and results are identical. For TDY-ResNet-34 x0.5
+    (64 mels, 16 x 200 frames, 2 CPU threads), "selective" recomputes the
+    first two stages and the 1x1 shortcuts, which hold two thirds of those
+    outputs for 30% of the convolution work: a training step then adds 0.54x
+    the memory it adds under the authors' formulation instead of 1.01x, for
+    3-4% more time than keeping them; True gives 0.34x for 3-26% more
+    (``benchmarks/README.md``). On small inputs the relative cost is higher.
+    Returns the number of layers set.
 
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
     """
+    if enabled not in (True, False, "selective"):
+        raise ValueError(f"set_recompute: enabled must be True, False or 'selective', got {enabled!r}")
     layers = tdy_layers(model)
     for layer in layers:
-        layer.recompute = bool(enabled)
+        layer.recompute = enabled
     return len(layers)
 
 
