@@ -206,9 +206,9 @@ def set_recompute(model, enabled=True):
     first two stages and the 1x1 shortcuts, which hold two thirds of those
     outputs for 30% of the convolution work: a training step then adds 0.54x
     the memory it adds under the authors' formulation instead of 1.01x, for
-    3-4% more time than keeping them; True gives 0.34x for 3-26% more
-    (``benchmarks/README.md``). On small inputs the relative cost is higher.
-    Returns the number of layers set.
+    -11% to +4% time against keeping them (three runs); True gives 0.34x for
+    1-26% more (``benchmarks/README.md``). On small inputs the relative cost
+    is higher. Returns the number of layers set.
 
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2

@@ -25,7 +25,9 @@ written by hand (:class:`_TDYConv2dFunction`):
   (B, K * C_out, F, T) buffer, which bounds the training memory, then lives
   one layer at a time, for one more basis convolution per layer;
 * without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
-  requiring a gradient) nothing is kept at all.
+  requiring a gradient) nothing is kept at all;
+* on CPU everything runs in channels-last layout (:func:`_conv_layout`), and
+  the output comes back channels-last, which the next layer takes as it is.
 
 Under ``torch.autocast`` the convolution runs in the autocast dtype (as
 ``conv2d`` would) and so does the mixing; gradients come back in the dtypes of
