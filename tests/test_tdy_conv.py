@@ -52,7 +52,9 @@ def test_matches_direct_evaluation_outputs_and_gradients(case):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-9)
 
 
-@pytest.mark.parametrize("kernel,stride,padding,time", [(3, 1, 1, 9), (3, 2, 1, 9), (1, 2, 0, 7), (1, 2, 0, 8), (1, 3, 0, 10)])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,time", [(3, 1, 1, 9), (3, 2, 1, 9), (1, 2, 0, 7), (1, 2, 0, 8), (1, 3, 0, 10)]
+)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=str)
 def test_attention_equals_its_conv1d_over_flattened_features(kernel, stride, padding, time, layout):
     """The first Conv1d runs as a conv2d spanning all frequency bins, in x's layout."""
