@@ -170,7 +170,7 @@ class _TDYConv2dFunction(torch.autograd.Function):
                 out = _basis_conv(x, weight, bias, ctx.stride, ctx.padding)
         n_kernels, out_channels = weight.shape[:2]
         batch, _, freq, time = out.shape
-        layout = _conv_layout(out)
+        layout = _conv_layout(x)  # as in forward, where x was made contiguous in it
         g = grad_y.to(out.dtype).contiguous(memory_format=layout)
         per_kernel = out.view(batch, n_kernels, out_channels, freq, time)
         pi = attention.view(batch, n_kernels, 1, 1, time)
