@@ -4,6 +4,8 @@
     python benchmarks/bench_tdy.py                 # everything (about 6-9 min on 2 CPU threads)
     python benchmarks/bench_tdy.py --only layers   # or: models, data
     python benchmarks/bench_tdy.py --threads 2 --reps 3 --json-out results.json
+    python benchmarks/bench_tdy.py --device cuda --autocast bf16 --batch 128
+    bash benchmarks/gpu.sh                         # the GPU table of benchmarks/README.md
 
 Every comparison is a ratio measured within this run, on the same inputs, with
 the variants interleaved (A, B, C, A, B, C, ...) and the median of the repeats
@@ -21,11 +23,11 @@ layers
     work), in PyTorch's default layout and in channels-last ("floor_cl": on
     CPU the faster one, and the layout ``TDYConv2d`` convolves in). The
     attention branch alone ("attn") is shown too. Each gets the same input
-    in the layout it has inside a model: on CPU channels-last for the
+    in the layout it has inside a model: channels-last for the
     package's layers (every TDY layer but the first gets it so from the layer
     before) and floor_cl, PyTorch's default for ref and floor.
 models
-    Training step (forward, backward, Adam) on 16 x 200 frames and inference
+    Training step (forward, backward, Adam) on 16 (``--batch``) x 200 frames and inference
     on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
     DTDY-ResNet-34 x0.5, static ResNet-34 x0.5 (also converted to
     channels-last, its fastest layout on CPU), the TDY models again with the
@@ -35,8 +37,11 @@ models
     (``"selective"``), and SpeechBrain's ECAPA-TDNN (C=1024).
 data
     The recipe's training dataloader (its dataset, crops and batch sampler)
-    on a small synthetic corpus: batches per second against model steps per
-    second at the recipe's batch size.
+    on a small synthetic corpus: samples per second against the model's
+    training samples per second at ``--batch``.
+
+``--autocast bf16`` / ``fp16`` runs every variant under ``torch.autocast``
+(with a ``GradScaler`` for fp16 training steps).
 
 Peak memory is the high-water mark of the CPU (or CUDA) caching allocator
 during the measured call, read from the PyTorch profiler's allocation events
@@ -65,7 +70,8 @@ from reference_tdy import reference_formulation  # noqa: E402
 
 from speechbrain_tdy.nnet.tdy_conv import TDYConv2d  # noqa: E402
 
-N_MELS, BATCH, FRAMES, K = 64, 16, 200, 6
+N_MELS, FRAMES, K = 64, 200, 6
+LOADER_BATCH = 16
 
 
 # ----------------------------------------------------------------------------
@@ -133,6 +139,15 @@ def formulation(name):
         yield
 
 
+AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision(device, name):
+    """Context of the run's precision: float32, or autocast to bf16 / fp16."""
+    dtype = AUTOCAST_DTYPES[name]
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def mib(n_bytes):
     return n_bytes / 2**20
 
@@ -175,7 +190,7 @@ def bench_layers(args, device):
         floor = nn.Conv2d(shape["in"], K * shape["out"], shape["kernel"], shape["stride"], shape["padding"],
                           bias=False).to(device)
         floor_cl = copy.deepcopy(floor).to(memory_format=torch.channels_last)
-        x = torch.randn(BATCH, shape["in"], shape["freq"], shape["time"], device=device, requires_grad=True)
+        x = torch.randn(args.batch, shape["in"], shape["freq"], shape["time"], device=device, requires_grad=True)
         x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_()
         with torch.no_grad():
             y_shape = layer(x).shape
@@ -183,28 +198,34 @@ def bench_layers(args, device):
         grad_y = torch.randn(y_shape, device=device)
         grad_floor = torch.randn(floor_shape, device=device)
         grad_floor_cl = grad_floor.to(memory_format=torch.channels_last)
-        grad_pi = torch.randn(BATCH, K, y_shape[-1], device=device)
+        grad_pi = torch.randn(args.batch, K, y_shape[-1], device=device)
 
         # Each variant gets its input in the layout it has inside a model: the
-        # package's layers pass channels-last activations on CPU, the authors'
+        # package's layers pass on channels-last activations, the authors'
         # formulation and a plain Conv2d keep PyTorch's default layout.
-        x_tdy = x_cl if device.type == "cpu" else x
 
         def run_tdy(name, recompute=False):
             def step():
                 layer.recompute = recompute
-                with formulation(name):
-                    layer(x if name == "ref" else x_tdy).backward(grad_y)
+                with formulation(name), precision(device, args.autocast):
+                    y = layer(x if name == "ref" else x_cl)
+                y.backward(grad_y.to(y.dtype))
             return step
 
         def run_floor():
-            floor(x).backward(grad_floor)
+            with precision(device, args.autocast):
+                y = floor(x)
+            y.backward(grad_floor.to(y.dtype))
 
         def run_floor_cl():
-            floor_cl(x_cl).backward(grad_floor_cl)
+            with precision(device, args.autocast):
+                y = floor_cl(x_cl)
+            y.backward(grad_floor_cl.to(y.dtype))
 
         def run_attn():
-            layer.attention(x_tdy, layer.temperature).backward(grad_pi)
+            with precision(device, args.autocast):
+                pi = layer.attention(x_cl, layer.temperature)
+            pi.backward(grad_pi.to(pi.dtype))
 
         fns = {"fast": run_tdy("fast"), "recomp": run_tdy("fast", recompute=True), "ref": run_tdy("ref"),
                "floor": run_floor, "floor_cl": run_floor_cl, "attn": run_attn}
@@ -308,28 +329,32 @@ def bench_models(args, device):
         head = nn.Linear(512 if "ecapa" not in name else 192, 1000).to(device)
         params = list(model.parameters()) + list(head.parameters())
         optimizer = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-5)
-        feats = torch.randn(BATCH, FRAMES, n_mels, device=device)
-        labels = torch.randint(0, 1000, (BATCH,), device=device)
+        feats = torch.randn(args.batch, FRAMES, n_mels, device=device)
+        labels = torch.randint(0, 1000, (args.batch,), device=device)
         wav = torch.randn(1, args.utterance_seconds * 16000, device=device)
         front = make_front().to(device).eval()
+        scaler = torch.amp.GradScaler(device.type, enabled=args.autocast == "fp16")
 
-        def train_step(model=model, head=head, optimizer=optimizer, feats=feats, labels=labels, form=form):
+        def train_step(model=model, head=head, optimizer=optimizer, feats=feats, labels=labels, form=form,
+                       scaler=scaler):
             model.train()
             with formulation(form):
-                loss = nn.functional.cross_entropy(head(model(feats).squeeze(1)), labels)
+                with precision(device, args.autocast):
+                    loss = nn.functional.cross_entropy(head(model(feats).squeeze(1)), labels)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
 
         def infer(model=model, front=front, wav=wav, form=form):
             model.eval()
-            with formulation(form), torch.inference_mode():
+            with formulation(form), torch.inference_mode(), precision(device, args.autocast):
                 return model(front(wav))
 
         n_params = sum(p.numel() for p in model.parameters())
         entries[name] = dict(train=train_step, infer=infer, params=n_params)
 
-    print(f"  training steps (batch {BATCH} x {FRAMES} frames, forward + backward + Adam), {args.reps} repeats",
+    print(f"  training steps (batch {args.batch} x {FRAMES} frames, forward + backward + Adam), {args.reps} repeats",
           flush=True)
     train_times = interleaved_times({n: e["train"] for n, e in entries.items()}, args.reps, device=device)
     print(f"  inference on one {args.utterance_seconds} s utterance (front end included)", flush=True)
@@ -371,7 +396,7 @@ def bench_models(args, device):
 # ----------------------------------------------------------------------------
 # Data pipeline
 # ----------------------------------------------------------------------------
-def bench_data(args, model_samples_per_s):
+def bench_data(args, device, model_samples_per_s):
     """Samples per second from the recipe's training dataloader (its dataset,
     random crops and speaker-balanced batch sampler, tdy.yaml settings) on a
     synthetic corpus, against the model's training samples per second; and the
@@ -402,37 +427,48 @@ def bench_data(args, model_samples_per_s):
     prepare_voxceleb(**hparams["prepare_kwargs"])
     train_data, _, _ = dataio_prep(hparams)
     speakers = [row["spk_id"] for row in train_data.data.values()]
-    sampler = SpeakerBalancedBatchSampler(speakers, BATCH // hparams["n_per_speaker"], hparams["n_per_speaker"])
+    # Loader batches of 16 whatever --batch is (the corpus has 24 speakers); rates are per sample.
+    sampler = SpeakerBalancedBatchSampler(speakers, LOADER_BATCH // hparams["n_per_speaker"], hparams["n_per_speaker"])
     workers = min(hparams["num_workers"], args.threads)
-    loader = make_dataloader(train_data, batch_sampler=sampler, num_workers=workers)
+    # The small corpus's epochs are short: run them back to back through one
+    # loader, so that the workers start once, as they do per (long) epoch of
+    # VoxCeleb, and stay busy with batches queued ahead.
+    epochs = 10 * args.reps
+    loader = make_dataloader(train_data, batch_sampler=ConsecutiveEpochs(sampler, epochs), num_workers=workers)
     samples, start = 0, time.perf_counter()
-    for epoch in range(args.reps):
-        sampler.set_epoch(epoch)
-        for batch in loader:
-            samples += batch.sig.data.shape[0]
+    for batch in loader:
+        samples += batch.sig.data.shape[0]
     loader_samples_per_s = samples / (time.perf_counter() - start)
     ratio = loader_samples_per_s / model_samples_per_s
-    print(f"  dataloader ({workers} workers, crops of {hparams['crop_frames']} frames): "
+    print(f"  dataloader ({workers} workers, crops of {hparams['crop_frames']} frames, {samples} samples): "
           f"{loader_samples_per_s:.0f} samples/s; TDY-ResNet-34 x0.5 training: {model_samples_per_s:.1f} samples/s; "
           f"loader/model {ratio:.1f} ({'model' if ratio > 1 else 'data'}-bound)", flush=True)
 
     prepare_augmentation(hparams)
     augment, batch = hparams["wav_augment"], next(iter(loader))
-    augment_s = statistics.median(
-        timed(lambda: augment(batch.sig.data, batch.sig.lengths)) for _ in range(max(3, args.reps))
-    )
-    model_step_s = BATCH / model_samples_per_s
-    print(f"  augmentation of one batch (in the training process): {augment_s:.3f} s = "
-          f"{augment_s / model_step_s:.2f} of a TDY-ResNet-34 x0.5 training step", flush=True)
+    wavs, lengths = batch.sig.data.to(device), batch.sig.lengths.to(device)
+    augment_s = interleaved_times({"augment": lambda: augment(wavs, lengths)}, max(3, args.reps), device=device)
+    augment_s = augment_s["augment"]
+    augment_over_step = augment_s / (LOADER_BATCH / model_samples_per_s)
+    print(f"  augmentation of a batch of {LOADER_BATCH} (in the training process): {augment_s:.3f} s = "
+          f"{augment_over_step:.3f} of a TDY-ResNet-34 x0.5 training step on as many samples", flush=True)
     return dict(loader_samples_per_s=loader_samples_per_s, model_samples_per_s=model_samples_per_s, ratio=ratio,
-                augment_s=augment_s, augment_over_step=augment_s / model_step_s)
+                augment_s=augment_s, augment_over_step=augment_over_step)
 
 
-def timed(fn):
-    """Seconds one call of ``fn`` takes."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class ConsecutiveEpochs:
+    """The batches of ``n_epochs`` epochs of a batch sampler with ``set_epoch``, one after another."""
+
+    def __init__(self, sampler, n_epochs):
+        self.sampler, self.n_epochs = sampler, n_epochs
+
+    def __iter__(self):
+        for epoch in range(self.n_epochs):
+            self.sampler.set_epoch(epoch)
+            yield from self.sampler
+
+    def __len__(self):
+        return self.n_epochs * len(self.sampler)
 
 
 # ----------------------------------------------------------------------------
@@ -442,6 +478,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=16, help="batch size of the layers and training steps")
+    parser.add_argument("--autocast", choices=tuple(AUTOCAST_DTYPES), default="off",
+                        help="run every variant under torch.autocast in this dtype")
     parser.add_argument("--only", choices=("layers", "models", "data"), action="append")
     parser.add_argument("--layer-reps", type=int, default=3)
     parser.add_argument("--reps", type=int, default=3, help="repeats of each model measurement")
@@ -452,12 +491,14 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sections = args.only or ["layers", "models", "data"]
-    if "models" not in sections:  # the data section only needs this model's training step
+    if "models" not in sections and not args.models:  # the data section needs this model's training step
         args.models = ["tdy_resnet34_half"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}", flush=True)
-    results = dict(config=dict(threads=args.threads, device=str(device), batch=BATCH, frames=FRAMES, n_mels=N_MELS))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, autocast "
+          f"{args.autocast}", flush=True)
+    results = dict(config=dict(threads=args.threads, device=str(device), batch=args.batch, frames=FRAMES, n_mels=N_MELS,
+                                  autocast=args.autocast))
     if "layers" in sections:
-        print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {BATCH}, {FRAMES} frames), forward + backward", flush=True)
+        print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {args.batch}, {FRAMES} frames), forward + backward", flush=True)
         results["layers"] = bench_layers(args, device)
     if "models" in sections or "data" in sections:
         print("== Whole models", flush=True)
@@ -465,7 +506,7 @@ def main(argv=None):
     if "data" in sections:
         print("== Recipe data pipeline", flush=True)
         train_s = results["models"]["rows"]["tdy_resnet34_half"]["train_s"]
-        results["data"] = bench_data(args, BATCH / train_s)
+        results["data"] = bench_data(args, device, args.batch / train_s)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as stream:
             json.dump(results, stream, indent=1, default=str)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from speechbrain_tdy.lobes import tdy_resnet34_quarter
 from speechbrain_tdy.nnet import set_recompute
+from speechbrain_tdy.nnet import tdy_functional
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 
 
@@ -28,6 +29,14 @@ def inputs(batch=2, in_channels=3, out_channels=4, freq=7, time=11, kernel=(3, 3
     return x, weight, b, torch.softmax(logits, dim=1), stride, padding
 
 
+@pytest.fixture(params=["kernel by kernel", "batched over K"])
+def mixing(request, monkeypatch):
+    """Both ways of mixing the K per-kernel outputs, here both on CPU: kernel by
+    kernel (what CPUs run) and batched over K (what GPUs run)."""
+    monkeypatch.setattr(tdy_functional, "_kernel_by_kernel", lambda tensor: request.param == "kernel by kernel")
+    return request.param
+
+
 GEOMETRIES = [
     dict(),
     dict(bias=False),
@@ -41,8 +50,8 @@ GEOMETRIES = [
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("input_layout", [torch.contiguous_format, torch.channels_last], ids=str)
 @pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last], ids=str)
-def test_outputs_and_gradients_equal_the_plain_formulation(geometry, input_layout, grad_layout):
-    """Whatever the layouts it is given, on CPU it convolves and answers channels-last."""
+def test_outputs_and_gradients_equal_the_plain_formulation(geometry, input_layout, grad_layout, mixing):
+    """Whatever the layouts it is given, it convolves and answers channels-last."""
     args = list(inputs(**geometry))
     args[0] = args[0].contiguous(memory_format=input_layout)
     tensors = [t.requires_grad_() for t in args[:4] if t is not None]
@@ -58,7 +67,7 @@ def test_outputs_and_gradients_equal_the_plain_formulation(geometry, input_layou
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
-def test_recompute_keeps_no_per_kernel_outputs_and_gives_the_same_gradients(geometry):
+def test_recompute_keeps_no_per_kernel_outputs_and_gives_the_same_gradients(geometry, mixing):
     args = inputs(**geometry)
     tensors = [t.requires_grad_() for t in args[:4] if t is not None]
     kept = tdy_conv2d(*args)
@@ -92,7 +101,7 @@ def test_set_recompute_switches_every_tdy_layer_of_a_model():
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)
-def test_gradcheck(geometry):
+def test_gradcheck(geometry, mixing):
     args = inputs(batch=1, in_channels=2, out_channels=2, freq=5, time=6, **{k: v for k, v in geometry.items()
                                                                             if k not in ("time", "freq")})
     x, weight, bias, attention, stride, padding = args
@@ -104,7 +113,7 @@ def test_gradcheck(geometry):
     assert torch.autograd.gradcheck(fn, tensors)
 
 
-def test_a_second_backward_through_a_retained_graph_gives_the_same_gradients():
+def test_a_second_backward_through_a_retained_graph_gives_the_same_gradients(mixing):
     x, weight, bias, attention, stride, padding = inputs()
     attention.requires_grad_()
     weight.requires_grad_()
@@ -115,7 +124,7 @@ def test_a_second_backward_through_a_retained_graph_gives_the_same_gradients():
         torch.testing.assert_close(a, b)
 
 
-def test_without_autograd_the_output_is_the_same_and_keeps_no_graph():
+def test_without_autograd_the_output_is_the_same_and_keeps_no_graph(mixing):
     args = inputs(dtype=torch.float32)
     args[1].requires_grad_()
     with torch.no_grad():
@@ -124,7 +133,7 @@ def test_without_autograd_the_output_is_the_same_and_keeps_no_graph():
     torch.testing.assert_close(out, plain_tdy_conv2d(*args).detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_autocast_runs_in_the_autocast_dtype_and_returns_float32_gradients():
+def test_autocast_runs_in_the_autocast_dtype_and_returns_float32_gradients(mixing):
     x, weight, bias, attention, stride, padding = inputs(dtype=torch.float32)
     weight.requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):

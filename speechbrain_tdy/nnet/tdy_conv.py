@@ -83,12 +83,18 @@ class TDYAttention(nn.Module):
 
     def _first_conv(self, x):
         """``fc1``, a Conv1d over the (in_channels * freq) features of x
-        (batch, in_channels, freq, time), computed as the same-numbers conv2d
-        whose kernel spans all frequency bins: (batch, hidden, time_out). It
-        reads x in its layout, so a channels-last x (see
-        :mod:`speechbrain_tdy.nnet.tdy_functional`) is neither copied nor
-        kept twice for backward, and on CPU it is as fast as or faster than
-        the Conv1d on most of TDY-ResNet-34's shapes."""
+        (batch, in_channels, freq, time): (batch, hidden, time_out).
+
+        On CPU it runs as the same-numbers conv2d whose kernel spans all
+        frequency bins. That reads x in its layout, so a channels-last x (see
+        :mod:`speechbrain_tdy.nnet.tdy_functional`) is neither copied nor kept
+        twice for backward, and it is as fast as or faster than the Conv1d on
+        most of TDY-ResNet-34's shapes. cuDNN ran that conv2d 1.7x slower on a
+        channels-last x than on a (batch, channels, freq, time) one in
+        TDY-ResNet-34's first stage (H100), so elsewhere the Conv1d runs on a
+        flattened copy of x."""
+        if x.device.type != "cpu":
+            return self.fc1(x.flatten(1, 2))
         _, channels, freq, _ = x.shape
         weight = self.fc1.weight.view(self.fc1.out_channels, channels, freq, self.time_kernel)
         hidden = F.conv2d(x, weight, stride=(1, self.time_stride), padding=(0, self.time_padding))

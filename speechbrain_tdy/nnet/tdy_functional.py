@@ -20,14 +20,18 @@ written by hand (:class:`_TDYConv2dFunction`):
   gradients ``g * pi_k``, so no tensor of K times the output size is allocated
   in backward, and one ``convolution_backward`` call gives the gradients of x,
   the kernels and the biases;
+* on CPU the mixing and its backward go kernel by kernel, over contiguous
+  slices (the form measured there); on a GPU, where a layer's time at small
+  batches is mostly kernel launches, they run batched over all K
+  (:func:`_mix_batched`, :func:`_mix_backward`): 5 launches instead of 4K;
 * with ``recompute=True`` (``speechbrain_tdy.nnet.set_recompute``) forward
   does not keep the per-kernel outputs and backward recomputes them: the
   (B, K * C_out, F, T) buffer, which bounds the training memory, then lives
   one layer at a time, for one more basis convolution per layer;
 * without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
   requiring a gradient) nothing is kept at all;
-* on CPU everything runs in channels-last layout (:func:`_conv_layout`), and
-  the output comes back channels-last, which the next layer takes as it is.
+* everything runs in channels-last layout (``_CONV_LAYOUT``), and the
+  output comes back channels-last, which the next layer takes as it is.
 
 Under ``torch.autocast`` the convolution runs in the autocast dtype (as
 ``conv2d`` would) and so does the mixing; gradients come back in the dtypes of
@@ -86,7 +90,7 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
 
 
 def _dispatch(x, weight, bias, attention, stride, padding, recompute):
-    x = x.contiguous(memory_format=_conv_layout(x))
+    x = x.contiguous(memory_format=_CONV_LAYOUT)
     attention = attention.to(x.dtype)
     inputs = (x, weight, attention) if bias is None else (x, weight, attention, bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
@@ -95,49 +99,87 @@ def _dispatch(x, weight, bias, attention, stride, padding, recompute):
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
 
 
+def _kernel_by_kernel(tensor):
+    """Whether the mixing loops over the K kernels (CPU) or runs batched over K."""
+    return tensor.device.type == "cpu"
+
+
 def _pair(value):
     return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 def _basis_conv(x, weight, bias, stride, padding):
     """All K basis convolutions as one conv2d: (B, K * C_out, F_out, T_out),
-    dense in the layout of :func:`_conv_layout`."""
-    layout = _conv_layout(x)
-    out = F.conv2d(x, _flat_weight(weight, layout), _flat_bias(bias), stride=stride, padding=padding)
-    return out.contiguous(memory_format=layout)
+    dense in ``_CONV_LAYOUT``."""
+    out = F.conv2d(x, _flat_weight(weight), _flat_bias(bias), stride=stride, padding=padding)
+    return out.contiguous(memory_format=_CONV_LAYOUT)
 
 
-def _flat_weight(weight, layout):
+def _flat_weight(weight):
     """(K, C_out, C_in, kh, kw) kernels as one (K * C_out, C_in, kh, kw) conv weight."""
     n_kernels, out_channels = weight.shape[:2]
-    return weight.reshape(n_kernels * out_channels, *weight.shape[2:]).contiguous(memory_format=layout)
+    return weight.reshape(n_kernels * out_channels, *weight.shape[2:]).contiguous(memory_format=_CONV_LAYOUT)
 
 
 def _flat_bias(bias):
     return None if bias is None else bias.reshape(-1)
 
 
-def _conv_layout(x):
-    """Memory layout of the basis convolution. On CPU, channels-last: oneDNN
-    convolves (B, F, T, C) data without reordering it, 1.1x to 3x faster than
-    (B, C, F, T) at TDY-ResNet-34's shapes (``benchmarks/README.md``), and the
-    layer's output stays channels-last, so the next layer gets it for free.
-    Elsewhere, the layout of the input."""
-    if x.device.type == "cpu" or x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
+#: Memory layout of the basis convolution and of the layer's output:
+#: channels-last, whatever the input's. On CPU oneDNN convolves (B, F, T, C)
+#: data without reordering it, 1.1x to 3x faster than (B, C, F, T) at
+#: TDY-ResNet-34's shapes; on an H100 the layout made no difference at batch
+#: 16 and the batched mixing (:func:`_mix_batched`) relies on it
+#: (``benchmarks/README.md``). The next layer gets the output as it is.
+_CONV_LAYOUT = torch.channels_last
 
 
 def _mix(out, attention, n_kernels):
-    """sum_k attention[:, k] * out_k for out (B, K * C, F, T): K fused multiply-adds.
-    The result has the layout of ``out``."""
+    """sum_k attention[:, k] * out_k for out (B, K * C, F, T), channels-last:
+    (B, C, F, T), channels-last."""
+    if not _kernel_by_kernel(out):
+        return _mix_batched(out, attention, n_kernels)
     batch, channels, freq, time = out.shape
     out = out.view(batch, n_kernels, channels // n_kernels, freq, time)
     pi = attention.view(batch, n_kernels, 1, 1, time)
-    y = torch.mul(out[:, 0], pi[:, 0])
+    y = torch.mul(out[:, 0], pi[:, 0])  # K fused multiply-adds over slices
     for k in range(1, n_kernels):
         y.addcmul_(out[:, k], pi[:, k])
     return y
+
+
+def _mix_batched(out, attention, n_kernels):
+    """:func:`_mix` as one batched matrix-vector product per (b, f, t): the
+    channels-last out holds, for each (b, f, t), a (K, C) block, and
+    y[b, :, f, t] = block^T @ attention[b, :, t]."""
+    batch, channels, freq, time = out.shape
+    blocks = out.permute(0, 2, 3, 1).reshape(batch * freq * time, n_kernels, channels // n_kernels)
+    pi = attention.transpose(1, 2).unsqueeze(1).expand(batch, freq, time, n_kernels)
+    y = torch.bmm(blocks.transpose(1, 2), pi.reshape(batch * freq * time, n_kernels, 1))
+    return y.view(batch, freq, time, -1).permute(0, 3, 1, 2)
+
+
+def _mix_backward(per_kernel, grad_y, attention, need_attention_grad):
+    """Gradients of :func:`_mix`, consuming its input: overwrites ``per_kernel``
+    (B, K, C, F, T), the per-kernel outputs, with their gradients g * pi_k and
+    returns the attention gradient (B, K, T) (None unless asked for), computed
+    from them first. g: (B, C, F, T); attention: (B, K, T)."""
+    batch, n_kernels, _, _, time = per_kernel.shape
+    pi = attention.view(batch, n_kernels, 1, 1, time)
+    if not need_attention_grad:
+        torch.mul(grad_y.unsqueeze(1), pi, out=per_kernel)
+        return None
+    if not _kernel_by_kernel(per_kernel):
+        grad_attention = per_kernel.mul_(grad_y.unsqueeze(1)).sum(dim=(2, 3))
+        torch.mul(grad_y.unsqueeze(1), pi, out=per_kernel)
+        return grad_attention
+    grad_attention = torch.empty(batch, n_kernels, time, dtype=per_kernel.dtype, device=per_kernel.device)
+    for k in range(n_kernels):  # d y / d pi_k = out_k, summed over (channel, freq)
+        slice_k = per_kernel[:, k]
+        slice_k.mul_(grad_y)
+        torch.sum(slice_k, dim=(1, 2), out=grad_attention[:, k])
+        torch.mul(grad_y, pi[:, k], out=slice_k)
+    return grad_attention
 
 
 class _TDYConv2dFunction(torch.autograd.Function):
@@ -170,23 +212,9 @@ class _TDYConv2dFunction(torch.autograd.Function):
                 out = _basis_conv(x, weight, bias, ctx.stride, ctx.padding)
         n_kernels, out_channels = weight.shape[:2]
         batch, _, freq, time = out.shape
-        layout = _conv_layout(x)  # as in forward, where x was made contiguous in it
-        g = grad_y.to(out.dtype).contiguous(memory_format=layout)
+        g = grad_y.to(out.dtype).contiguous(memory_format=_CONV_LAYOUT)
         per_kernel = out.view(batch, n_kernels, out_channels, freq, time)
-        pi = attention.view(batch, n_kernels, 1, 1, time)
-
-        grad_attention = None
-        if ctx.needs_input_grad[3]:
-            # d y / d pi_k = out_k, summed over (channel, freq): multiply in place,
-            # reduce, and reuse the slice for the output gradient of kernel k.
-            grad_attention = torch.empty(batch, n_kernels, time, dtype=out.dtype, device=out.device)
-            for k in range(n_kernels):
-                slice_k = per_kernel[:, k]
-                slice_k.mul_(g)
-                torch.sum(slice_k, dim=(1, 2), out=grad_attention[:, k])
-                torch.mul(g, pi[:, k], out=slice_k)
-        else:
-            torch.mul(g.unsqueeze(1), pi, out=per_kernel)
+        grad_attention = _mix_backward(per_kernel, g, attention, ctx.needs_input_grad[3])
         grad_out = out  # now (B, K * C_out, F, T): g * pi_k per kernel
 
         grad_x = grad_weight = grad_bias = None
@@ -195,7 +223,7 @@ class _TDYConv2dFunction(torch.autograd.Function):
             grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
                 grad_out,
                 x,
-                _flat_weight(weight, layout),
+                _flat_weight(weight),
                 [n_kernels * out_channels] if ctx.has_bias else None,
                 list(ctx.stride),
                 list(ctx.padding),
