@@ -21,9 +21,9 @@ written by hand (:class:`_TDYConv2dFunction`):
   in backward, and one ``convolution_backward`` call gives the gradients of x,
   the kernels and the biases;
 * on CPU the mixing and its backward go kernel by kernel, over contiguous
-  slices (the form measured there); on a GPU, where a layer's time at small
-  batches is mostly kernel launches, they run batched over all K
-  (:func:`_mix_batched`, :func:`_mix_backward`): 5 launches instead of 4K;
+  slices (batched over K was 0-10% slower there); on a GPU, where a layer's
+  time at small batches is mostly kernel launches, they run batched over all
+  K (:func:`_mix_batched`, :func:`_mix_backward`): 5 launches instead of 4K;
 * with ``recompute=True`` (``speechbrain_tdy.nnet.set_recompute``) forward
   does not keep the per-kernel outputs and backward recomputes them: the
   (B, K * C_out, F, T) buffer, which bounds the training memory, then lives
