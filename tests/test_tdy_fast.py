@@ -98,6 +98,9 @@ def test_set_recompute_switches_every_tdy_layer_of_a_model():
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="True, False or 'selective'"):
         set_recompute(model, "yes")
+    with pytest.raises(ValueError, match="recompute must be True, False or 'selective'"):
+        first.recompute = "always"
+    assert first.recompute is True  # unchanged
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)

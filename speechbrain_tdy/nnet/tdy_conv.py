@@ -152,7 +152,7 @@ class TDYConv2d(nn.Module):
         self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         self.freq_size, self.n_kernels = freq_size, n_kernels
         self.temperature = float(temperature)
-        self.recompute = False
+        self._recompute = False
         self.attention = TDYAttention(
             in_channels, freq_size, self.kernel_size[1], self.stride[1], self.padding[1], n_kernels
         )
@@ -173,6 +173,17 @@ class TDYConv2d(nn.Module):
         x = mask_time(x, lengths)
         pi = self.attention(x, self.temperature, lengths)
         return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding, self.recomputes)
+
+    @property
+    def recompute(self):
+        """The layer's recomputation setting: True, False or "selective"."""
+        return self._recompute
+
+    @recompute.setter
+    def recompute(self, value):
+        if value not in (True, False, "selective"):
+            raise ValueError(f"TDYConv2d.recompute must be True, False or 'selective', got {value!r}")
+        self._recompute = value
 
     @property
     def recomputes(self):
@@ -219,8 +230,6 @@ def set_recompute(model, enabled=True):
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
     """
-    if enabled not in (True, False, "selective"):
-        raise ValueError(f"set_recompute: enabled must be True, False or 'selective', got {enabled!r}")
     layers = tdy_layers(model)
     for layer in layers:
         layer.recompute = enabled
