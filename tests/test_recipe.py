@@ -70,11 +70,28 @@ def epoch_and_temperature(line):
     return int(fields["epoch"]), float(fields["temperature"])
 
 
-def test_resumed_run_continues_the_epoch_and_temperature_schedule(tiny_corpus, tmp_path):
-    script_args = tiny_overrides(tiny_corpus, tmp_path, augment=False)
+def epoch_lr(line):
+    fields = dict(part.split(": ") for part in line.split(" - ")[0].split(", "))
+    return int(fields["epoch"]), float(fields["lr"])
+
+
+def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
+    script_args = tiny_overrides(tiny_corpus, tmp_path, augment=False, lr=0.002, lr_decay=0.5, lr_decay_every=2,
+                                 lr_warmup_epochs=1)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", script_args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(script_args, number_of_epochs=3))
-    assert [epoch_and_temperature(line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0), (3, 25.0)]
+    lines = train_log_lines(tmp_path)
+    assert [epoch_and_temperature(line) for line in lines] == [(1, 31.0), (2, 28.0), (3, 25.0)]
+    assert [epoch_lr(line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]  # warm-up, full, decayed
+
+
+@pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
+def test_learning_rate_warms_up_linearly_then_decays_in_steps(warmup, expected, monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPE))
+    import train
+
+    got = [train.learning_rate(epoch, 4.0, 0.5, 2, warmup) for epoch in range(1, 6)]
+    assert got == pytest.approx(expected)
 
 
 def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_path):

@@ -76,7 +76,8 @@ class SpeakerBrain(sb.core.Brain):
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             temperature = self.hparams.temperature_scheduler(self.modules.embedding_model, epoch)
-            lr = self.hparams.lr * self.hparams.lr_decay ** ((epoch - 1) // self.hparams.lr_decay_every)
+            lr = learning_rate(epoch, self.hparams.lr, self.hparams.lr_decay, self.hparams.lr_decay_every,
+                               self.hparams.lr_warmup_epochs)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
             self.epoch_meta = {"epoch": epoch, "lr": lr}
             if temperature is not None:  # a model with TDY layers
@@ -118,6 +119,15 @@ class SpeakerBrain(sb.core.Brain):
         scores = score_trials(self.dev_trials, embeddings)
         eer, threshold, min_dcf = error_rates(scores, [t.label for t in self.dev_trials], self.hparams.p_target)
         return {"EER": eer, "minDCF": min_dcf, "threshold": threshold}
+
+
+def learning_rate(epoch, lr, decay, decay_every, warmup_epochs=0):
+    """Learning rate of epoch ``epoch`` (1-based): ``lr`` times ``decay`` every
+    ``decay_every`` epochs, ramped up linearly over the first ``warmup_epochs``
+    epochs (lr / (W + 1), 2 lr / (W + 1), ..., then lr). A function of the
+    epoch alone, so a resumed run continues the schedule."""
+    warmup = min(1.0, epoch / (warmup_epochs + 1))
+    return lr * warmup * decay ** ((epoch - 1) // decay_every)
 
 
 def dataio_prep(hparams):
