@@ -27,8 +27,8 @@ layers
     package's layers (every TDY layer but the first gets it so from the layer
     before) and floor_cl, PyTorch's default for ref and floor.
 models
-    Training step (forward, backward, Adam) on 16 (``--batch``) x 200 frames and inference
-    on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
+    Training step (forward, backward, Adam) on 16 (``--batch``) x 200 frames
+    and inference on one 20 s utterance (front end included) for TDY-ResNet-34 x0.5 / x0.25,
     DTDY-ResNet-34 x0.5, static ResNet-34 x0.5 (also converted to
     channels-last, its fastest layout on CPU), the TDY models again with the
     reference formulation, TDY-ResNet-34 x0.5 recomputing its per-kernel
@@ -495,10 +495,12 @@ def main(argv=None):
         args.models = ["tdy_resnet34_half"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, autocast "
           f"{args.autocast}", flush=True)
-    results = dict(config=dict(threads=args.threads, device=str(device), batch=args.batch, frames=FRAMES, n_mels=N_MELS,
-                                  autocast=args.autocast))
+    config = dict(threads=args.threads, device=str(device), batch=args.batch, frames=FRAMES, n_mels=N_MELS,
+                  autocast=args.autocast)
+    results = dict(config=config)
     if "layers" in sections:
-        print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {args.batch}, {FRAMES} frames), forward + backward", flush=True)
+        print(f"== TDY layers of TDY-ResNet-34 x0.5 (batch {args.batch}, {FRAMES} frames), forward + backward",
+              flush=True)
         results["layers"] = bench_layers(args, device)
     if "models" in sections or "data" in sections:
         print("== Whole models", flush=True)
