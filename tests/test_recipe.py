@@ -65,14 +65,10 @@ def test_validation_set_is_sorted_by_duration_and_centre_cropped(tiny_corpus, tm
         assert torch.equal(crop, whole[offset:offset + crop.shape[0]])
 
 
-def epoch_and_temperature(line):
+def epoch_and(field, line):
+    """(epoch, value of ``field``) from a train_log line: "epoch: 2, lr: 1.00e-03, ... - train loss: ..."."""
     fields = dict(part.split(": ") for part in line.split(" - ")[0].split(", "))
-    return int(fields["epoch"]), float(fields["temperature"])
-
-
-def epoch_lr(line):
-    fields = dict(part.split(": ") for part in line.split(" - ")[0].split(", "))
-    return int(fields["epoch"]), float(fields["lr"])
+    return int(fields["epoch"]), float(fields[field])
 
 
 def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
@@ -81,8 +77,9 @@ def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", script_args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(script_args, number_of_epochs=3))
     lines = train_log_lines(tmp_path)
-    assert [epoch_and_temperature(line) for line in lines] == [(1, 31.0), (2, 28.0), (3, 25.0)]
-    assert [epoch_lr(line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]  # warm-up, full, decayed
+    assert [epoch_and("temperature", line) for line in lines] == [(1, 31.0), (2, 28.0), (3, 25.0)]
+    # warm-up, full, decayed
+    assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
 
 
 @pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
@@ -109,7 +106,7 @@ def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_pat
     process.wait()
     assert not (tmp_path / "train_log.txt").exists() or not train_log_lines(tmp_path), "killed during epoch 1"
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides)
-    assert [epoch_and_temperature(line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
+    assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
 
 
 def test_two_process_ddp_run_with_gloo(tiny_corpus, tmp_path):

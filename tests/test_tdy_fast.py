@@ -98,6 +98,8 @@ def test_set_recompute_switches_every_tdy_layer_of_a_model():
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="True, False or 'selective'"):
         set_recompute(model, "yes")
+    with pytest.raises(ValueError, match="True, False or 'selective'"):
+        set_recompute(torch.nn.Sequential(), "yes")
     with pytest.raises(ValueError, match="recompute must be True, False or 'selective'"):
         first.recompute = "always"
     assert first.recompute is True  # unchanged

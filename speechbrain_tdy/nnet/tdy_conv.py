@@ -181,9 +181,7 @@ class TDYConv2d(nn.Module):
 
     @recompute.setter
     def recompute(self, value):
-        if value not in (True, False, "selective"):
-            raise ValueError(f"TDYConv2d.recompute must be True, False or 'selective', got {value!r}")
-        self._recompute = value
+        self._recompute = _checked_recompute(value)
 
     @property
     def recomputes(self):
@@ -230,10 +228,18 @@ def set_recompute(model, enabled=True):
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
     """
+    _checked_recompute(enabled)  # also for a model without TDY layers
     layers = tdy_layers(model)
     for layer in layers:
         layer.recompute = enabled
     return len(layers)
+
+
+def _checked_recompute(value):
+    """``value`` if it is a recomputation setting (True, False or "selective")."""
+    if value not in (True, False, "selective"):
+        raise ValueError(f"TDYConv2d.recompute must be True, False or 'selective', got {value!r}")
+    return value
 
 
 def tdy_layers(model):

@@ -166,19 +166,18 @@ def _mix_backward(per_kernel, grad_y, attention, need_attention_grad):
     from them first. g: (B, C, F, T); attention: (B, K, T)."""
     batch, n_kernels, _, _, time = per_kernel.shape
     pi = attention.view(batch, n_kernels, 1, 1, time)
-    if not need_attention_grad:
-        torch.mul(grad_y.unsqueeze(1), pi, out=per_kernel)
-        return None
-    if not _kernel_by_kernel(per_kernel):
-        grad_attention = per_kernel.mul_(grad_y.unsqueeze(1)).sum(dim=(2, 3))
-        torch.mul(grad_y.unsqueeze(1), pi, out=per_kernel)
+    if need_attention_grad and _kernel_by_kernel(per_kernel):
+        grad_attention = torch.empty(batch, n_kernels, time, dtype=per_kernel.dtype, device=per_kernel.device)
+        for k in range(n_kernels):  # d y / d pi_k = out_k, summed over (channel, freq)
+            slice_k = per_kernel[:, k]
+            slice_k.mul_(grad_y)
+            torch.sum(slice_k, dim=(1, 2), out=grad_attention[:, k])
+            torch.mul(grad_y, pi[:, k], out=slice_k)
         return grad_attention
-    grad_attention = torch.empty(batch, n_kernels, time, dtype=per_kernel.dtype, device=per_kernel.device)
-    for k in range(n_kernels):  # d y / d pi_k = out_k, summed over (channel, freq)
-        slice_k = per_kernel[:, k]
-        slice_k.mul_(grad_y)
-        torch.sum(slice_k, dim=(1, 2), out=grad_attention[:, k])
-        torch.mul(grad_y, pi[:, k], out=slice_k)
+    grad_attention = None
+    if need_attention_grad:
+        grad_attention = per_kernel.mul_(grad_y.unsqueeze(1)).sum(dim=(2, 3))
+    torch.mul(grad_y.unsqueeze(1), pi, out=per_kernel)
     return grad_attention
 
 
