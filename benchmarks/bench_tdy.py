@@ -212,15 +212,12 @@ def bench_layers(args, device):
                 y.backward(grad_y.to(y.dtype))
             return step
 
-        def run_floor():
-            with precision(device, args.autocast):
-                y = floor(x)
-            y.backward(grad_floor.to(y.dtype))
-
-        def run_floor_cl():
-            with precision(device, args.autocast):
-                y = floor_cl(x_cl)
-            y.backward(grad_floor_cl.to(y.dtype))
+        def run_static(conv, inputs, grad):
+            def step():
+                with precision(device, args.autocast):
+                    y = conv(inputs)
+                y.backward(grad.to(y.dtype))
+            return step
 
         def run_attn():
             with precision(device, args.autocast):
@@ -228,7 +225,8 @@ def bench_layers(args, device):
             pi.backward(grad_pi.to(pi.dtype))
 
         fns = {"fast": run_tdy("fast"), "recomp": run_tdy("fast", recompute=True), "ref": run_tdy("ref"),
-               "floor": run_floor, "floor_cl": run_floor_cl, "attn": run_attn}
+               "floor": run_static(floor, x, grad_floor), "floor_cl": run_static(floor_cl, x_cl, grad_floor_cl),
+               "attn": run_attn}
         times = interleaved_times(fns, args.layer_reps, device=device)
         mems = {name: peak_memory(fn, device)[1] for name, fn in fns.items() if name != "attn"}
         layer.zero_grad(set_to_none=True)
