@@ -1,4 +1,4 @@
-"""Crash-safe checkpoints and output files.
+"""Crash-safe checkpoints.
 
 SpeechBrain's ``Checkpointer`` writes a checkpoint's ``CKPT.yaml`` first and its
 parameter files after, in the final folder: a process killed in between leaves
@@ -10,8 +10,6 @@ not exist, and a killed run resumes from the last complete checkpoint.
 import logging
 import os
 import shutil
-
-import torch
 
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
@@ -62,19 +60,3 @@ class AtomicCheckpointer(Checkpointer):
         for path in self.checkpoints_dir.iterdir():
             if path.name.startswith(STAGING_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def save_atomically(obj, path):
-    """``torch.save`` to a temporary name beside ``path``, then rename: a reader
-    never sees a half-written file."""
-    partial = f"{path}.partial"
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
-
-def write_text_atomically(path, text):
-    """Write ``text`` to a temporary name beside ``path``, then rename."""
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(partial, path)

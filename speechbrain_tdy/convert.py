@@ -19,34 +19,13 @@ import sys
 
 import torch
 
+from speechbrain_tdy.architectures import ARCHITECTURES, get_architecture
+from speechbrain_tdy.inference.model_files import check_state_dict, load_tensor_file
 from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
-from speechbrain_tdy.lobes.features import LogMelInstanceNorm, vggm_front_end
-from speechbrain_tdy.lobes.resnet import HALF_CHANNELS, QUARTER_CHANNELS, ResNet34
-from speechbrain_tdy.lobes.vggm import VGGM
-from speechbrain_tdy.nnet.temperature import set_temperature
+from speechbrain_tdy.model_folder import model_card, write_model_folder
 
-# The authors' model names -> (family, constructor arguments).
-OFFICIAL_MODELS = {
-    "TDy_ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="tdy")),
-    "TDy_ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="tdy")),
-    "ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="static")),
-    "ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="static")),
-    "DTDY_ResNet34_half": ("resnet", dict(channels=HALF_CHANNELS, block="dtdy")),
-    "DTDY_ResNet34_quarter": ("resnet", dict(channels=QUARTER_CHANNELS, block="dtdy", layers=(2, 2, 2, 2))),
-    "TDy_VGGVox": ("vggm", dict(dynamic=True)),
-    "VGGVox": ("vggm", dict(dynamic=False)),
-}
-# The authors' model names -> inference hyperparameter files (top-level hparams/).
-OFFICIAL_ARCHITECTURES = {
-    "TDy_ResNet34_half": "tdy_resnet34_half",
-    "TDy_ResNet34_quarter": "tdy_resnet34_quarter",
-    "ResNet34_half": "resnet34_half",
-    "ResNet34_quarter": "resnet34_quarter",
-    "DTDY_ResNet34_half": "dtdy_resnet34_half",
-    "DTDY_ResNet34_quarter": "dtdy_resnet34_quarter",
-    "TDy_VGGVox": "tdy_vggm",
-    "VGGVox": "vggm",
-}
+#: The authors' model names (aliases of the architectures).
+OFFICIAL_MODELS = tuple(arch.official_name for arch in ARCHITECTURES.values())
 
 # Front-end buffers the authors store; ours are rebuilt by LogMelInstanceNorm.
 _FRONT_END_KEY = re.compile(r"^(torchfb|instancenorm)\.")
@@ -68,14 +47,8 @@ _VGGM_RENAMES = (
 )
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not match the requested model."""
-
-
 def build_official_model(model, encoder_type="AVG", n_mels=64, n_out=512):
-    """Embedding model (features -> embeddings) equivalent to the authors' ``model``.
-
-    Returns (front end, embedding model).
+    """(front end, embedding model at inference temperature 1) equivalent to the authors' ``model``.
 
     >>> front_end, encoder = build_official_model("TDy_ResNet34_quarter", "SAP", n_mels=40)
     >>> type(encoder).__name__, front_end.n_mels
@@ -83,13 +56,8 @@ def build_official_model(model, encoder_type="AVG", n_mels=64, n_out=512):
     """
     if model not in OFFICIAL_MODELS:
         raise ValueError(f"Unknown model {model!r}; known models: {', '.join(OFFICIAL_MODELS)}")
-    family, kwargs = OFFICIAL_MODELS[model]
-    if family == "vggm":
-        if n_mels != 64:
-            raise ValueError(f"{model} is built for 64 mel bins, got n_mels={n_mels}")
-        return vggm_front_end(), VGGM(pooling=encoder_type, lin_neurons=n_out, **kwargs)
-    encoder = ResNet34(n_mels=n_mels, pooling=encoder_type, lin_neurons=n_out, **kwargs)
-    return LogMelInstanceNorm(n_mels=n_mels), encoder
+    arch = get_architecture(model)
+    return arch.build(arch.model_values(n_mels=n_mels, emb_dim=n_out, pooling=encoder_type))
 
 
 def official_to_package_key(key, model):
@@ -100,7 +68,7 @@ def official_to_package_key(key, model):
     >>> official_to_package_key("layer3.0.weight", "TDy_VGGVox")
     'layer3.conv.weight'
     """
-    renames = _VGGM_RENAMES if OFFICIAL_MODELS[model][0] == "vggm" else _RESNET_RENAMES
+    renames = _VGGM_RENAMES if get_architecture(model).is_vggm else _RESNET_RENAMES
     for pattern, replacement in renames:
         key = re.sub(pattern, replacement, key)
     return key
@@ -116,12 +84,9 @@ def read_official_state_dict(checkpoint):
     source = "the given state dict"
     if isinstance(checkpoint, (str, os.PathLike)):
         source = os.fspath(checkpoint)
-        try:
-            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as error:
-            raise ValueError(f"{source} is not a PyTorch checkpoint that loads with weights_only=True: {error}") from error
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"{source}: no such checkpoint file")
+        checkpoint = load_tensor_file(source, "a PyTorch checkpoint")
     if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
         checkpoint = checkpoint["model_state_dict"]
     if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
@@ -168,40 +133,21 @@ def load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out=512)
     state = {official_to_package_key(key, model): value for key, value in official.items()}
     check_state_dict(encoder.state_dict(), state, f"{model} (encoder_type={encoder_type}, n_mels={n_mels}, n_out={n_out})")
     encoder.load_state_dict(state)
-    set_temperature(encoder, 1.0)
     return SpeakerEmbedder(front_end, encoder).eval()
 
 
-def check_state_dict(expected, given, description):
-    """Raise CheckpointMismatchError naming missing, unexpected and mis-shaped keys."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    mis_shaped = [
-        f"{key}: model {tuple(expected[key].shape)}, checkpoint {tuple(given[key].shape)}"
-        for key in expected
-        if key in given and expected[key].shape != given[key].shape
-    ]
-    problems = []
-    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
-        if items:
-            shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
-            problems.append(f"{title}: {shown}")
-    if problems:
-        raise CheckpointMismatchError(f"Checkpoint does not match {description}; " + "; ".join(problems))
-
-
-def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512):
+def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512, overwrite=False):
     """Write a model folder (see :mod:`speechbrain_tdy.model_folder`) for one of
-    the authors' checkpoints; it loads with ``TDYSpeakerRecognition.from_hparams``."""
-    from speechbrain_tdy.model_folder import model_card, write_model_folder
-
+    the authors' checkpoints; it loads with ``TDYSpeakerRecognition.from_hparams``.
+    An existing ``out_dir`` is replaced only with ``overwrite`` and only if it
+    is a model folder."""
+    arch = get_architecture(model)
     embedder = load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out)
-    architecture = OFFICIAL_ARCHITECTURES[model]
-    values = {"n_mels": n_mels, "emb_dim": n_out, "pooling": encoder_type}
+    values = arch.model_values(n_mels=n_mels, emb_dim=n_out, pooling=encoder_type)
     encoder = embedder.embedding_model
     card = model_card(
         title=f"{model} ({encoder_type} pooling, {n_mels} mels), converted from the authors' trainer",
-        architecture=architecture,
+        architecture=arch.name,
         values=values,
         n_parameters=sum(p.numel() for p in encoder.parameters()),
         training=f"Trained with the authors' TDY-CNN code; converted from `{os.path.basename(os.fspath(checkpoint))}` "
@@ -209,21 +155,24 @@ def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=51
         results=None,
         calibration=None,
     )
-    return write_model_folder(out_dir, architecture, values, encoder.state_dict(), embedder, card)
+    inputs = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else []
+    return write_model_folder(out_dir, arch, values, encoder, embedder, card, overwrite=overwrite, inputs=inputs)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Convert a checkpoint of the authors' trainer to a model folder.")
     parser.add_argument("checkpoint", help="checkpoint saved by the authors' trainer (__S__./__L__. keys)")
-    parser.add_argument("out_dir", help="model folder to write (replaced if it exists)")
+    parser.add_argument("out_dir", help="model folder to write (must not exist, see --overwrite)")
     parser.add_argument("--model", required=True, choices=sorted(OFFICIAL_MODELS), help="the authors' model name")
     parser.add_argument("--encoder-type", required=True, choices=["AVG", "SAP", "ASP"])
     parser.add_argument("--n-mels", required=True, type=int)
     parser.add_argument("--n-out", type=int, default=512, help="embedding size")
+    parser.add_argument("--overwrite", action="store_true", help="replace out_dir if it is a model folder")
     args = parser.parse_args(argv)
     try:
-        out = convert_to_folder(args.checkpoint, args.out_dir, args.model, args.encoder_type, args.n_mels, args.n_out)
-    except (ValueError, FileNotFoundError) as error:
+        out = convert_to_folder(args.checkpoint, args.out_dir, args.model, args.encoder_type, args.n_mels, args.n_out,
+                                overwrite=args.overwrite)
+    except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"Wrote {out}")
 

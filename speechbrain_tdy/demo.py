@@ -76,14 +76,16 @@ def main(argv=None):
     run("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, output_folder=trained))
     run("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, output_folder=untrained, number_of_epochs=0))
     # Only the exported (trained) model needs a decision threshold calibrated on the dev list.
-    run("verify.py", "hparams/verification.yaml", {"data_folder": corpus, "train_output_folder": untrained})
+    run("verify.py", "hparams/verification.yaml",
+        {"data_folder": corpus, "train_output_folder": untrained, "allow_untrained": True})
     run("verify.py", "hparams/verification.yaml",
         {"data_folder": corpus, "train_output_folder": trained, "dev_verification_file": corpus / "veri_dev.txt"})
 
     results = json.loads((trained / "verification" / "results.json").read_text())
     baseline = json.loads((untrained / "verification" / "results.json").read_text())
     exported = output / "exported_model"
-    subprocess.run([sys.executable, "-m", "speechbrain_tdy.export", str(trained), str(exported)], check=True)
+    subprocess.run([sys.executable, "-m", "speechbrain_tdy.export", str(trained), str(exported), "--overwrite"],
+                   check=True)
     score, decision = score_one_trial(exported, corpus)
 
     print()

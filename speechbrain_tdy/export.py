@@ -1,94 +1,98 @@
 """Export a model trained by the recipe as a model folder ready for the hub.
 
-    python -m speechbrain_tdy.export RECIPE_OUTPUT_DIR OUT_DIR
+    python -m speechbrain_tdy.export RECIPE_OUTPUT_DIR OUT_DIR [--overwrite]
 
 RECIPE_OUTPUT_DIR is the ``output_folder`` of ``train.py`` (best checkpoint:
-lowest dev EER, else lowest classification error). Run ``verify.py`` first to
-ship the decision threshold calibrated on the dev list (``threshold.json``),
-the cohort for score normalisation and the measured EER in the model card.
-See :mod:`speechbrain_tdy.model_folder` for the folder's contents.
+lowest dev EER, else lowest classification error; the folder may have been
+moved or copied). Run ``verify.py`` first: it calibrates the decision
+threshold (``threshold.json``), may compute the cohort for score
+normalisation, and measures the EER that the model card reports. OUT_DIR
+must not exist, or be a model folder replaced with ``--overwrite``. See
+:mod:`speechbrain_tdy.model_folder` for the folder's contents.
 """
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_tdy.inference.interface import read_calibration
+from speechbrain_tdy.inference.model_files import read_calibration, read_cohort
 from speechbrain_tdy.model_folder import model_card, write_model_folder
 from speechbrain_tdy.training_run import load_training_run
 
-# Top-level training hyperparameters that the inference files share.
-SHARED_KEYS = ("n_mels", "emb_dim", "pooling", "channels")
 
-
-def export(run_folder, out_dir):
+def export(run_folder, out_dir, overwrite=False):
     """Write the model folder of the train.py run in ``run_folder`` to ``out_dir``."""
-    run_folder = Path(run_folder)
-    train_hparams, checkpoint = load_training_run(run_folder)
-    if checkpoint is None:
-        raise ValueError(f"{run_folder} has no checkpoint to export (train.py saves one per epoch)")
-    front_end, encoder = train_hparams["compute_features"], train_hparams["embedding_model"]
-    values = {key: train_hparams[key] for key in SHARED_KEYS if key in train_hparams}
+    run = load_training_run(run_folder)
     calibration = cohort = None
-    if (run_folder / "threshold.json").is_file():
-        calibration = read_calibration(run_folder / "threshold.json")
-    if (run_folder / "cohort_embeddings.pt").is_file():
-        cohort = torch.load(run_folder / "cohort_embeddings.pt", map_location="cpu", weights_only=True)
-    label_encoder = Path(train_hparams["save_folder"]) / "label_encoder.txt"
+    if (run.folder / "threshold.json").is_file():
+        calibration = read_calibration(run.folder / "threshold.json")
+        if calibration.get("on_evaluation_list"):
+            warnings.warn(f"The threshold of {run.folder} was calibrated on its evaluation list (no dev list was "
+                          "given to verify.py): decisions on new trials will be less accurate than its EER says")
+    else:
+        warnings.warn(f"{run.folder} has no threshold.json (run verify.py first): the exported model has no "
+                      "decision threshold, and verify_files will ask for threshold=")
+    if (run.folder / "cohort_embeddings.pt").is_file():
+        cohort = read_cohort(run.folder / "cohort_embeddings.pt", run.model_values["emb_dim"])
+    label_encoder = run.save_folder / "label_encoder.txt"
     card = model_card(
-        title=f"{train_hparams['architecture']} trained with speechbrain-tdy",
-        architecture=train_hparams["architecture"],
-        values=values,
-        n_parameters=sum(p.numel() for p in encoder.parameters()),
-        training=training_summary(train_hparams, checkpoint, label_encoder),
-        results=results_summary(run_folder / "verification" / "results.json", train_hparams),
+        title=f"{run.architecture.name} trained with speechbrain-tdy",
+        architecture=run.architecture.name,
+        values=run.model_values,
+        n_parameters=sum(p.numel() for p in run.embedding_model.parameters()),
+        training=training_summary(run, label_encoder),
+        results=results_summary(run.folder / "verification" / "results.json"),
         calibration=calibration,
     )
 
     def reference(wavs):
-        return encoder(front_end(wavs)).squeeze(1)
+        return run.embedding_model(run.compute_features(wavs)).squeeze(1)
 
     return write_model_folder(
-        out_dir, train_hparams["architecture"], values, encoder.state_dict(), reference, card,
+        out_dir, run.architecture, run.model_values, run.embedding_model, reference, card,
         calibration=calibration, cohort=cohort, label_encoder=label_encoder if label_encoder.is_file() else None,
+        overwrite=overwrite, inputs=[run.folder],
     )
 
 
-def training_summary(train_hparams, checkpoint, label_encoder):
+def training_summary(run, label_encoder):
     speakers = ""
     if label_encoder.is_file():
         encoder = CategoricalEncoder()
         encoder.load(label_encoder)
         speakers = f" ({len(encoder)} speakers)"
-    meta = ", ".join(f"{key} {value:.4g}" for key, value in checkpoint.meta.items() if key in ("EER", "ErrorRate"))
+    hparams = run.hparams
+    meta = ", ".join(f"{key} {value:.4g}" for key, value in run.checkpoint.meta.items() if key in ("EER", "ErrorRate"))
     return (
-        f"Trained with the speechbrain-tdy VoxCeleb recipe on `{train_hparams['data_folder']}`{speakers}: "
-        f"loss {train_hparams['loss']}, crops of {train_hparams['crop_frames']} frames, "
-        f"{train_hparams['number_of_epochs']} epochs. Exported checkpoint: `{checkpoint.path.name}` (dev {meta})."
+        f"Trained with the speechbrain-tdy VoxCeleb recipe on `{hparams.get('data_folder', 'unknown data')}`"
+        f"{speakers}: loss {hparams.get('loss')}, crops of {hparams.get('crop_frames')} frames, "
+        f"{hparams.get('number_of_epochs')} epochs. Exported checkpoint: `{run.checkpoint.path.name}` (dev {meta})."
     )
 
 
-def results_summary(results_file, train_hparams):
+def results_summary(results_file):
     if not results_file.is_file():
         return None
-    results = json.loads(results_file.read_text())
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    trials = results.get("verification_file", "the evaluation list")
     return (
         f"EER {results['EER']:.2f}%, minDCF(p_target=0.05) {results['minDCF']:.3f} on {results['n_trials']} trials "
-        f"of `{train_hparams['verification_file']}` (the recipe's verify.py)."
+        f"of `{trials}` (the recipe's verify.py)."
     )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_folder", help="output folder of the recipe's train.py")
-    parser.add_argument("out_dir", help="model folder to write (replaced if it exists)")
+    parser.add_argument("out_dir", help="model folder to write (must not exist, see --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace out_dir if it is a model folder")
     args = parser.parse_args(argv)
     try:
-        out = export(args.run_folder, args.out_dir)
-    except (ValueError, FileNotFoundError) as error:
+        out = export(args.run_folder, args.out_dir, overwrite=args.overwrite)
+    except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"Exported {args.run_folder} to {out}")
 

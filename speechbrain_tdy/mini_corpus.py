@@ -43,6 +43,8 @@ import soundfile as sf
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, lfilter
 
+from speechbrain_tdy.atomic import atomic_path, write_text_atomically
+
 SAMPLE_RATE = 16000
 HOP = 160  # samples per label frame: frame i covers samples [HOP * i, HOP * (i + 1))
 
@@ -386,7 +388,7 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     n_trials = {}
     for role in ("test", "dev"):
         lines = make_trials(trial_rng, listed[role], trials_per_utterance)
-        _write_text(out / f"veri_{role}.txt", "".join(line + "\n" for line in lines))
+        write_text_atomically(out / f"veri_{role}.txt", "".join(line + "\n" for line in lines))
         n_trials[role] = len(lines)
     summary = {
         "seed": seed, "n_speakers": n_speakers, "n_utterances": n_utterances, "sessions": list(sessions),
@@ -395,7 +397,7 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
         "speakers": split, "n_files": n_speakers * n_utterances, "n_trials": n_trials,
         "audio_seconds": round(total_samples / SAMPLE_RATE, 3),
     }
-    _write_text(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
     wall = time.perf_counter() - start_time
     summary.update(wall_seconds=wall, realtime_factor=total_samples / SAMPLE_RATE / wall)
     return summary
@@ -419,22 +421,15 @@ def _write_speaker(out, index, seed, n_utterances, sessions, durations, speaker_
         wav = apply_channel(rng, wav, channel)
         name = f"{counts[session]:05d}"
         _write_wav(folder / f"{name}.wav", wav)
-        _write_text(folder / f"{name}.phn", "".join(f"{p} {PHONE_CLASS[p]}\n" for p in labels))
+        write_text_atomically(folder / f"{name}.phn", "".join(f"{p} {PHONE_CLASS[p]}\n" for p in labels))
         samples += len(wav)
         files.append((speaker_id, session, f"{speaker_id}/{session}/{name}.wav"))
     return speaker_id, n_sessions, files, samples
 
 
 def _write_wav(path, wav):
-    partial = path.with_name(path.stem + ".partial.wav")
-    sf.write(partial, wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-    os.replace(partial, path)
-
-
-def _write_text(path, text):
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        sf.write(partial, wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
 
 
 def _equal_error_rate(scores, labels):

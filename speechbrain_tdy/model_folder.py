@@ -1,6 +1,6 @@
 """Writing a model folder: what a HuggingFace hub repository of a model holds.
 
-    hyperparams.yaml        inference HyperPyYAML (from the top-level hparams/)
+    hyperparams.yaml        inference HyperPyYAML (Architecture.hparams_text)
     embedding_model.ckpt    the embedding model's state dict
     threshold.json          decision threshold and the scoring it is for (optional)
     cohort_embeddings.pt    cohort for score normalisation (optional)
@@ -15,49 +15,70 @@ A folder is written under a temporary name, checked by loading it through
 embeddings with the source model, and only then renamed into place.
 """
 import json
-import re
 import shutil
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
-HPARAMS_DIR = Path(__file__).resolve().parent.parent / "hparams"
+from speechbrain_tdy.inference import TDYSpeakerRecognition
 
-
-def inference_hparams(architecture, values):
-    """Text of ``hparams/<architecture>.yaml`` with top-level ``values`` set.
-
-    >>> text = inference_hparams("tdy_resnet34_quarter", {"n_mels": 40, "pooling": "SAP"})
-    >>> "n_mels: 40" in text and "pooling: SAP" in text
-    True
-    """
-    template = HPARAMS_DIR / f"{architecture}.yaml"
-    if not template.is_file():
-        known = sorted(p.stem for p in HPARAMS_DIR.glob("*.yaml"))
-        raise ValueError(f"No inference hyperparameters for architecture {architecture!r} in {HPARAMS_DIR}; "
-                         f"known: {', '.join(known) or 'none (is this a checkout of the repository?)'}")
-    text = template.read_text(encoding="utf-8")
-    for key, value in values.items():
-        line = f"{key}: {yaml.safe_dump(value, default_flow_style=True).split(chr(10) + '...')[0].strip()}"
-        text, count = re.subn(rf"^{re.escape(key)}:.*$", line, text, count=1, flags=re.MULTILINE)
-        if count != 1:
-            raise ValueError(f"{template} has no top-level key {key!r}")
-    return text
+#: Every file a model folder may hold; only a folder holding nothing else is
+#: ever replaced (with ``overwrite``).
+MODEL_FOLDER_FILES = {"hyperparams.yaml", "embedding_model.ckpt", "threshold.json", "cohort_embeddings.pt",
+                      "label_encoder.txt", "README.md", "embedding_model.onnx"}
 
 
-def write_model_folder(out_dir, architecture, values, state_dict, reference, model_card,
-                       calibration=None, cohort=None, label_encoder=None):
-    """Write a model folder to ``out_dir`` (replacing it) and check it.
+def is_model_folder(folder):
+    """Whether ``folder`` is a model folder: a real folder with a hyperparams.yaml
+    and an embedding_model.ckpt and no other entries than model-folder files."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    entries = list(folder.iterdir())
+    names = {entry.name for entry in entries}
+    return {"hyperparams.yaml", "embedding_model.ckpt"} <= names <= MODEL_FOLDER_FILES and \
+        all(entry.is_file() and not entry.is_symlink() for entry in entries)
+
+
+def check_output_folder(out_dir, overwrite=False, inputs=()):
+    """Refuse to write a model folder to ``out_dir`` where that could destroy
+    anything else: an existing path (unless ``overwrite`` and it is a model
+    folder), a symlink, or a folder holding one of the ``inputs``."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise FileExistsError(f"{out_dir} is a symbolic link; give the path of a new folder")
+    if out_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder there")
+        if not is_model_folder(out_dir):
+            raise FileExistsError(f"{out_dir} exists and is not a model folder (only a folder holding nothing but "
+                                  f"{', '.join(sorted(MODEL_FOLDER_FILES))} is replaced); nothing was changed")
+    resolved = out_dir.resolve()
+    for path in inputs:
+        path = Path(path).resolve()
+        if path == resolved or resolved in path.parents:
+            raise ValueError(f"The input {path} lies inside the output folder {out_dir}; write elsewhere")
+
+
+def write_model_folder(out_dir, architecture, values, embedding_model, reference, model_card, calibration=None,
+                       cohort=None, label_encoder=None, overwrite=False, inputs=()):
+    """Write a model folder to ``out_dir`` and check it.
+
+    The folder is written and checked in a fresh staging folder beside
+    ``out_dir`` and renamed into place; on any error the staging folder is
+    removed and ``out_dir`` is as it was. See :func:`check_output_folder` for
+    what ``overwrite`` may replace.
 
     Arguments
     ---------
-    architecture : str
-        Name of a file in the top-level ``hparams/`` folder.
+    architecture : speechbrain_tdy.architectures.Architecture
+        The model's architecture (writes ``hyperparams.yaml``).
     values : dict
-        Top-level hyperparameters (n_mels, emb_dim, pooling, ...).
-    state_dict : dict
-        Parameters of the embedding model.
+        Checked model values (see ``Architecture.model_values``).
+    embedding_model : torch.nn.Module
+        The embedding model whose state dict is written.
     reference : callable
         wavs (batch, samples) -> embeddings (batch, dim) of the source model;
         the written folder must reproduce them.
@@ -69,36 +90,53 @@ def write_model_folder(out_dir, architecture, values, state_dict, reference, mod
         (n, dim) cohort embeddings.
     label_encoder : path or None
         A SpeechBrain label_encoder.txt to include.
+    overwrite : bool
+        Replace an existing model folder at ``out_dir``.
+    inputs : sequence of paths
+        Files the folder is made from; none may lie inside ``out_dir``.
     """
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    values = dict(values)
-    torch.save(state_dict, staging / "embedding_model.ckpt")
-    if calibration is not None:
-        (staging / "threshold.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
-        values["threshold_file"] = "threshold.json"
-    if cohort is not None:
-        torch.save(cohort, staging / "cohort_embeddings.pt")
-        values["cohort_file"] = "cohort_embeddings.pt"
-    if label_encoder is not None:
-        shutil.copyfile(label_encoder, staging / "label_encoder.txt")
-    (staging / "hyperparams.yaml").write_text(inference_hparams(architecture, values), encoding="utf-8")
-    (staging / "README.md").write_text(model_card, encoding="utf-8")
-    check_model_folder(staging, reference)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    check_output_folder(out_dir, overwrite, inputs)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        torch.save(embedding_model.state_dict(), staging / "embedding_model.ckpt")
+        if calibration is not None:
+            (staging / "threshold.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+        if cohort is not None:
+            torch.save(cohort, staging / "cohort_embeddings.pt")
+        if label_encoder is not None:
+            shutil.copyfile(label_encoder, staging / "label_encoder.txt")
+        n_parameters = sum(p.numel() for p in embedding_model.parameters())
+        text = architecture.hparams_text(values, threshold_file="threshold.json" if calibration is not None else None,
+                                         cohort_file="cohort_embeddings.pt" if cohort is not None else None,
+                                         n_parameters=n_parameters)
+        (staging / "hyperparams.yaml").write_text(text, encoding="utf-8")
+        (staging / "README.md").write_text(model_card, encoding="utf-8")
+        check_model_folder(staging, reference)
+        _replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _replace(staging, out_dir):
+    """Rename ``staging`` to ``out_dir``, removing the model folder there (checked by the caller)."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+    out_dir.rename(old / out_dir.name)
+    staging.rename(out_dir)
+    shutil.rmtree(old)
 
 
 def check_model_folder(folder, reference, atol=1e-4):
     """Load ``folder`` through the pretrained interface and compare its
     embeddings of random audio with ``reference``; ValueError if they differ."""
-    from speechbrain_tdy.inference import TDYSpeakerRecognition
-
-    model = TDYSpeakerRecognition.from_hparams(source=str(folder), run_opts={"device": "cpu"})
+    with warnings.catch_warnings():  # a folder without threshold.json: the caller's card says so
+        warnings.simplefilter("ignore")
+        model = TDYSpeakerRecognition.from_hparams(source=str(folder), run_opts={"device": "cpu"})
     wavs = 0.1 * torch.randn(2, 48000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = reference(wavs)
@@ -137,11 +175,16 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         results or "Not evaluated.",
         "",
     ]
-    if calibration is not None:
+    if calibration is None:
+        lines += ["No calibrated decision threshold: pass `threshold=` to `verify_files` (a threshold calibrated "
+                  "on trials of your own).", ""]
+    else:
+        caveat = (" This is the evaluation list itself (no dev list was given), so decisions on new trials will "
+                  "be less accurate than the EER above." if calibration.get("on_evaluation_list") else "")
         lines += [
             f"Decision threshold {calibration['threshold']:.4f} (`threshold.json`), calibrated at the EER of "
-            f"`{calibration.get('calibrated_on', 'a dev list')}` for crop={calibration.get('crop', False)}, "
-            f"score_norm={calibration.get('score_norm')}.",
+            f"`{calibration.get('calibrated_on', 'a trial list')}` for crop={calibration.get('crop', False)}, "
+            f"score_norm={calibration.get('score_norm')}.{caveat}",
             "",
         ]
     lines += [

@@ -41,6 +41,9 @@ def normalise_score(score, enrol, test, cohort, top_n=None):
     total = 0.0
     for embedding in (enrol, test):
         mean, std = cohort_statistics(embedding, cohort, top_n)
+        if not float(std) > 0:
+            raise ValueError(f"Cohort scores have no spread (std {float(std)}): s-norm needs a cohort of at least "
+                             "2 distinct embeddings (and as_norm_top_n >= 2)")
         total += (score - float(mean)) / float(std)
     return 0.5 * total
 

@@ -1,52 +1,92 @@
 """Reading what the recipe's ``train.py`` leaves in its output folder.
 
 An output folder holds ``hyperparams.yaml`` (the training hyperparameters
-with the command-line overrides applied), ``save/CKPT+*`` checkpoints, and,
-once ``verify.py`` has run, ``verification/results.json``, ``threshold.json``
-and possibly ``cohort_embeddings.pt``.
+with the command-line overrides applied), ``save/CKPT+*`` checkpoints and
+``save/label_encoder.txt``, and, once ``verify.py`` has run,
+``verification/results.json``, ``threshold.json`` and possibly
+``cohort_embeddings.pt``.
+
+A run folder can be moved or copied: everything is found under the folder
+given, never through the absolute paths its hyperparams.yaml recorded. Its
+hyperparams.yaml is read for plain values only (architecture, n_mels, ...);
+none of its objects is built or run, and the model comes from the
+architecture registry.
 """
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
 
-from speechbrain_tdy.nnet.temperature import set_temperature
+from speechbrain_tdy.architectures import Architecture, get_architecture
+from speechbrain_tdy.inference.model_files import load_parameters
+from speechbrain_tdy.inference.safe_hparams import plain_values
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_TEMPERATURE = 1.0
 
 
-def load_training_run(output_folder, overrides=None):
-    """Training hyperparameters of a train.py run, with the model at its best checkpoint.
+@dataclass
+class TrainingRun:
+    """A train.py output folder with its model at the chosen checkpoint (eval mode, temperature 1)."""
 
-    See :func:`best_checkpoint` for which checkpoint that is. The embedding
-    model is put in eval mode at inference temperature 1.
+    folder: Path
+    hparams: dict
+    architecture: Architecture
+    model_values: dict
+    compute_features: object
+    embedding_model: object
+    checkpoint: object  # speechbrain Checkpoint, or None for an untrained model
 
-    Returns
-    -------
-    (dict, Checkpoint or None)
-        The loaded hyperparameters and the checkpoint recovered (None if the
-        run has no checkpoint: an untrained model).
+    @property
+    def save_folder(self):
+        return self.folder / "save"
+
+    def checkpoint_summary(self):
+        """What is scored: {"checkpoint", "epoch", "temperature", ...} or {"checkpoint": None}."""
+        if self.checkpoint is None:
+            return {"checkpoint": None, "untrained": True}
+        meta = {key: value for key, value in self.checkpoint.meta.items() if key != "unixtime"}
+        return {"checkpoint": self.checkpoint.path.name, **meta}
+
+
+def load_training_run(output_folder, allow_untrained=False):
+    """The train.py run in ``output_folder`` with its model at its best checkpoint.
+
+    See :func:`best_checkpoint` for which checkpoint that is. Raises
+    FileNotFoundError if the folder is not a run, or if it has no checkpoint
+    and ``allow_untrained`` is False (then the model is untrained).
     """
-    hparams_file = Path(output_folder) / "hyperparams.yaml"
+    folder = Path(output_folder)
+    hparams_file = folder / "hyperparams.yaml"
     if not hparams_file.is_file():
-        raise FileNotFoundError(f"{hparams_file} not found: is {output_folder} an output folder of train.py?")
-    with open(hparams_file, encoding="utf-8") as stream:
-        train_hparams = load_hyperpyyaml(stream, {"output_folder": str(output_folder), **(overrides or {})})
-    checkpointer = train_hparams["checkpointer"]
-    checkpoints = checkpointer.list_checkpoints()
+        raise FileNotFoundError(f"{hparams_file} not found: is {folder} an output folder of train.py?")
+    hparams = plain_values(hparams_file)
+    if "architecture" not in hparams:
+        raise ValueError(f"{hparams_file} names no architecture")
+    arch = get_architecture(hparams["architecture"])
+    keys = ("n_mels", "emb_dim", "pooling") + (() if arch.is_vggm else ("channels", "layers"))
+    try:
+        values = arch.model_values(**{key: hparams[key] for key in keys if key in hparams})
+    except ValueError as error:
+        raise ValueError(f"{hparams_file}: {error}") from error
+    compute_features, embedding_model = arch.build(values, temperature=INFERENCE_TEMPERATURE)
+    save_folder = folder / "save"
+    checkpoints = Checkpointer(save_folder).list_checkpoints() if save_folder.is_dir() else []
     checkpoint = None
-    if not checkpoints:
-        logger.warning("No checkpoint in %s: using an untrained model", checkpointer.checkpoints_dir)
-    else:
+    if checkpoints:
         checkpoint = best_checkpoint(checkpoints)
-        checkpointer.load_checkpoint(checkpoint)
-    train_hparams["compute_features"].eval()
-    train_hparams["embedding_model"].eval()
-    set_temperature(train_hparams["embedding_model"], INFERENCE_TEMPERATURE)
-    return train_hparams, checkpoint
+        if "embedding_model" not in checkpoint.paramfiles:
+            raise FileNotFoundError(f"{checkpoint.path} holds no embedding_model.ckpt")
+        load_parameters(embedding_model, checkpoint.paramfiles["embedding_model"])
+    elif not allow_untrained:
+        raise FileNotFoundError(f"No checkpoint in {save_folder}: {folder} has not finished an epoch of training "
+                                "(set allow_untrained: True to score an untrained model on purpose)")
+    else:
+        logger.warning("No checkpoint in %s: using an untrained model, as allow_untrained asks", save_folder)
+    return TrainingRun(folder, hparams, arch, values, compute_features.eval(), embedding_model.eval(), checkpoint)
 
 
 def trained_at_inference_temperature(checkpoint):

@@ -8,6 +8,7 @@ import torch
 
 from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, frame_labels_at_rate
 from speechbrain_tdy.lobes import LogMelInstanceNorm, ResNet34, SpeakerEmbedder
+from speechbrain_tdy.architectures import ARCHITECTURES
 from speechbrain_tdy.model_folder import write_model_folder
 from speechbrain_tdy.nnet import set_temperature
 
@@ -54,8 +55,9 @@ def tiny_model_folders(tmp_path_factory):
     folders = {}
     for name, block, architecture in (("tdy", "tdy", "tdy_resnet34_quarter"), ("static", "static", "resnet34_quarter")):
         model = tiny_model(block)
-        values = dict(n_mels=24, channels=TINY["channels"], emb_dim=16)
-        folders[name] = write_model_folder(root / name, architecture, values, model.state_dict(),
+        arch = ARCHITECTURES[architecture]
+        values = arch.model_values(n_mels=24, channels=TINY["channels"], emb_dim=16)
+        folders[name] = write_model_folder(root / name, arch, values, model,
                                            SpeakerEmbedder(LogMelInstanceNorm(24), model), "tiny test model")
     return folders
 

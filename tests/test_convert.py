@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import OFFICIAL_BLOCKS, official_state_dict
-from speechbrain_tdy.convert import OFFICIAL_MODELS, CheckpointMismatchError, load_official_checkpoint
+from speechbrain_tdy.convert import OFFICIAL_MODELS, load_official_checkpoint
+from speechbrain_tdy.inference.model_files import CheckpointMismatchError
 from speechbrain_tdy.nnet import TDYConv2d, set_temperature
 
 

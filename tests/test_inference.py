@@ -13,9 +13,11 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from speechbrain_tdy.convert import CheckpointMismatchError, convert_to_folder, load_official_checkpoint
+from speechbrain_tdy.architectures import ARCHITECTURES
+from speechbrain_tdy.convert import convert_to_folder, load_official_checkpoint
 from speechbrain_tdy.dataio.audio import AudioError, wrap_pad
-from speechbrain_tdy.inference import DEFAULT_THRESHOLD, TDYSpeakerRecognition, UnsafeHyperparamsError
+from speechbrain_tdy.inference import TDYSpeakerRecognition, UnsafeHyperparamsError, load_model_hparams
+from speechbrain_tdy.inference.model_files import CheckpointMismatchError
 from speechbrain_tdy.scoring import normalise_score
 
 from conftest import fill_weights
@@ -41,7 +43,8 @@ def model_folder(authors_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(model_folder):
-    return TDYSpeakerRecognition.from_hparams(source=str(model_folder))
+    with pytest.warns(UserWarning, match="no calibrated decision threshold"):
+        return TDYSpeakerRecognition.from_hparams(source=str(model_folder))
 
 
 def copy_folder(folder, tmp_path, name="model"):
@@ -206,15 +209,17 @@ def test_hparams_outside_the_allow_list_are_refused(model_folder, tmp_path, line
 
 
 @pytest.mark.parametrize("hparams_file", sorted((ROOT / "hparams").glob("*.yaml")), ids=lambda p: p.stem)
-def test_released_hparams_pass_the_allow_list_and_build(hparams_file):
+def test_released_hparams_are_the_registry_text_and_build_safely(hparams_file):
     from hyperpyyaml import load_hyperpyyaml
 
-    from speechbrain_tdy.inference import check_hparams_file
+    assert hparams_file.read_text() == ARCHITECTURES[hparams_file.stem].hparams_text()
+    for hparams in (load_model_hparams(hparams_file), load_hyperpyyaml(hparams_file.read_text())):
+        assert set(hparams["modules"]) == {"compute_features", "embedding_model"}
+        assert hparams["pretrainer"].loadables["embedding_model"] is hparams["embedding_model"]
 
-    check_hparams_file(hparams_file)
-    hparams = load_hyperpyyaml(hparams_file.read_text())
-    assert set(hparams["modules"]) == {"compute_features", "embedding_model"}
-    assert hparams["pretrainer"].loadables["embedding_model"] is hparams["embedding_model"]
+
+def test_every_architecture_has_its_released_hparams_file():
+    assert sorted(p.stem for p in (ROOT / "hparams").glob("*.yaml")) == sorted(ARCHITECTURES)
 
 
 # Embeddings -----------------------------------------------------------------------
@@ -245,7 +250,7 @@ def test_a_stereo_file_at_another_rate_is_mixed_down_and_resampled(model, tmp_pa
     wav = model.load_audio(stereo)
     assert wav.dim() == 1 and abs(len(wav) - 32000) <= 1
     reference = write_wav(tmp_path / "mono16k.wav", speech_like(2.0))
-    score, same = model.verify_files(stereo, reference)
+    score, same = model.verify_files(stereo, reference, threshold=0.5)
     assert score.shape == (1,) and same.dtype == torch.bool
     assert model.embed_file(stereo).shape == (512,)
 
@@ -272,7 +277,7 @@ def test_bad_audio_files_get_an_error_naming_them(model, tmp_path, case):
     elif case == "not_audio":
         path.write_text("hello")
     with pytest.raises(AudioError, match=str(path)):
-        model.verify_files(str(path), write_wav(tmp_path / "ok.wav", speech_like(1.0)))
+        model.verify_files(str(path), write_wav(tmp_path / "ok.wav", speech_like(1.0)), threshold=0.5)
 
 
 def test_bad_tensors_get_a_clear_error(model):
@@ -285,14 +290,16 @@ def test_bad_tensors_get_a_clear_error(model):
 # Scoring --------------------------------------------------------------------------
 
 
-def test_without_calibration_the_default_threshold_applies(model, tmp_path):
+def test_without_calibration_a_threshold_must_be_given(model, tmp_path):
     a, b = (write_wav(tmp_path / f"{i}.wav", speech_like(1.5, seed=i)) for i in range(2))
-    score, decision = model.verify_files(a, b)
-    assert bool(decision) == bool(score > DEFAULT_THRESHOLD)
-    with pytest.raises(ValueError, match="no calibrated threshold"):
-        model.verify_files(a, b, crop=True)
+    with pytest.raises(ValueError, match="no calibrated threshold.json: pass threshold="):
+        model.verify_files(a, b)
+    score, decision = model.verify_files(a, b, threshold=0.5)
+    assert bool(decision) == bool(score > 0.5)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        model.verify_files(a, b, threshold=float("nan"))
     with pytest.raises(ValueError, match="needs cohort embeddings"):
-        model.verify_files(a, b, score_norm="s-norm")
+        model.verify_files(a, b, score_norm="s-norm", threshold=0.5)
 
 
 def test_calibrated_threshold_cohort_and_crops(model_folder, tmp_path):
@@ -324,7 +331,7 @@ def test_verify_batch_matches_verify_files(model, tmp_path):
     signals = [speech_like(1.5, seed=i) for i in range(2)]
     paths = [write_wav(tmp_path / f"{i}.wav", s) for i, s in enumerate(signals)]
     wavs = torch.stack([torch.from_numpy(s) for s in signals])
-    scores, decisions = model.verify_batch(wavs, wavs.flip(0))
+    scores, decisions = model.verify_batch(wavs, wavs.flip(0), threshold=0.5)
     assert scores.shape == (2, 1)
-    file_score, _ = model.verify_files(*paths)
+    file_score, _ = model.verify_files(*paths, threshold=0.5)
     assert float(scores[0]) == pytest.approx(float(file_score), abs=1e-4)

@@ -30,7 +30,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
 from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, frame_labels_at_rate
-from speechbrain_tdy.checkpoints import write_text_atomically
+from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 from speechbrain_tdy.mini_corpus import read_phone_labels
@@ -127,10 +127,9 @@ def plot_attention(model, wav, layers, path):
 
 
 def _save(figure, path):
-    partial = f"{path}.partial.png"
-    figure.savefig(partial, dpi=110)
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=110)
     plt.close(figure)
-    os.replace(partial, path)
 
 
 def main(argv=None):

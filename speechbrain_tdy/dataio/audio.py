@@ -4,9 +4,12 @@ Waveforms are float32 in [-1, 1] (soundfile's convention, as in the authors'
 code). Files shorter than a crop are extended by wrapping around, as the
 authors do; multi-channel files are averaged to mono.
 """
+import math
+
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 
 
 class AudioError(ValueError):
@@ -23,24 +26,78 @@ def crop_samples(frames):
     return frames * 160 + 240
 
 
+#: Header sample rates accepted when a file is resampled (Hz).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+#: Largest resampling kernel (values) allowed; rates whose ratio to the target
+#: reduces to large coprime numbers (e.g. 44101 Hz) would need gigabytes.
+MAX_RESAMPLING_KERNEL = 20_000_000
+#: Largest sample magnitude accepted (float files outside [-1, 1] by this much
+#: are not audio as the models expect it, and overflow the features).
+MAX_AMPLITUDE = 100.0
+
+
+def _read(path, start=0, stop=None):
+    """(samples, channels) float32 array and header rate of ``path``; AudioError naming it."""
+    try:
+        info = sf.info(str(path))
+        audio, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, TypeError) as error:
+        raise AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
+                         "(wav, flac, ogg, ...)?") from error
+    if info.samplerate != rate:
+        raise AudioError(f"{path}: inconsistent sample rate in the header")
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: no samples" + (f" in [{start}, {stop})" if start or stop is not None else ""))
+    return audio, rate
+
+
+def check_samples(path, audio):
+    """Raise AudioError naming ``path`` for NaN/infinite or out-of-range samples."""
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    peak = float(np.abs(audio).max())
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(f"{path}: samples reach {peak:.3g}, expected floats in [-1, 1]")
+
+
 def read_segment(path, start=0, stop=None, sample_rate=16000):
     """Samples [start, stop) of ``path`` as a mono float32 tensor (samples,).
 
     Raises AudioError naming the file if it cannot be decoded, has another
     sample rate, is empty or holds non-finite samples.
     """
-    try:
-        audio, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as error:
-        raise AudioError(f"{path}: cannot read audio ({error})") from error
+    audio, rate = _read(path, start, stop)
     if rate != sample_rate:
         raise AudioError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
-    if audio.shape[0] == 0:
-        raise AudioError(f"{path}: no samples in [{start}, {stop})")
     audio = audio.mean(axis=1)
-    if not np.isfinite(audio).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+    check_samples(path, audio)
     return torch.from_numpy(np.ascontiguousarray(audio))
+
+
+def load_audio(path, sample_rate=16000):
+    """A whole file as a mono float32 tensor (samples,) at ``sample_rate``:
+    channels averaged, resampled from any rate in [1 kHz, 384 kHz].
+
+    Raises AudioError naming the file if it cannot be decoded, is empty, has
+    an unusable sample rate, holds NaN/infinite or out-of-range samples, or
+    only digital silence.
+    """
+    audio, rate = _read(path)
+    audio = audio.mean(axis=1)
+    check_samples(path, audio)
+    if not audio.any():
+        raise AudioError(f"{path}: digital silence, there is no voice to embed")
+    wav = torch.from_numpy(np.ascontiguousarray(audio))
+    if rate == sample_rate:
+        return wav
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: header sample rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
+    common = math.gcd(rate, sample_rate)
+    kernel = (sample_rate // common) * (rate // common)
+    if kernel > MAX_RESAMPLING_KERNEL:
+        raise AudioError(f"{path}: resampling {rate} Hz to {sample_rate} Hz exactly needs a {kernel:,}-value kernel; "
+                         f"convert the file to {sample_rate} Hz first (e.g. sox in.wav -r {sample_rate} out.wav)")
+    return torchaudio.functional.resample(wav, rate, sample_rate)
 
 
 def wrap_pad(wav, num_samples):

@@ -12,6 +12,8 @@ import numpy as np
 import soundfile as sf
 from speechbrain.augment.preparation import write_csv
 
+from speechbrain_tdy.atomic import atomic_path
+
 
 def folder_to_csv(folder, csv_file, max_length=None):
     """Write SpeechBrain's augmentation CSV for every wav under ``folder``.
@@ -28,9 +30,8 @@ def folder_to_csv(folder, csv_file, max_length=None):
             "augmentation that needs them (augment: False, or remove it from 'augmentations')"
         )
     os.makedirs(os.path.dirname(os.path.abspath(csv_file)), exist_ok=True)
-    partial = f"{csv_file}.partial"
-    write_csv(files, partial, max_length)
-    os.replace(partial, csv_file)
+    with atomic_path(csv_file) as partial:
+        write_csv(files, partial, max_length)
     return csv_file
 
 

@@ -1,5 +1,5 @@
 """Pretrained-model interface: load an exported or converted model and verify speakers."""
-from speechbrain_tdy.inference.interface import DEFAULT_THRESHOLD, TDYSpeakerRecognition
-from speechbrain_tdy.inference.safety import UnsafeHyperparamsError, check_hparams_file
+from speechbrain_tdy.inference.interface import TDYSpeakerRecognition
+from speechbrain_tdy.inference.safe_hparams import UnsafeHyperparamsError, load_model_hparams
 
-__all__ = ["DEFAULT_THRESHOLD", "TDYSpeakerRecognition", "UnsafeHyperparamsError", "check_hparams_file"]
+__all__ = ["TDYSpeakerRecognition", "UnsafeHyperparamsError", "load_model_hparams"]

@@ -11,27 +11,26 @@ contains ``hyperparams.yaml``, ``embedding_model.ckpt`` and optionally
 the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
 normalisation).
 """
-import json
-from pathlib import Path
+import math
+import warnings
 
-import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.inference.speaker import SpeakerRecognition
-from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
+from speechbrain.utils.fetching import LocalStrategy
 
-from speechbrain_tdy.convert import check_state_dict
-from speechbrain_tdy.dataio.audio import AudioError, crop_samples, evenly_spaced_crops, wrap_pad
+from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, evenly_spaced_crops, load_audio, wrap_pad
 from speechbrain_tdy.inference.long_audio import embed_waveforms
-from speechbrain_tdy.inference.safety import check_hparams_file
+from speechbrain_tdy.inference.model_files import (
+    ModelSource,
+    check_settings,
+    load_parameters,
+    read_calibration,
+    read_cohort,
+)
+from speechbrain_tdy.inference.safe_hparams import load_model_hparams
 from speechbrain_tdy.scoring import score_pairs
-
-#: Cosine threshold used when a model has no calibrated threshold.json (the
-#: default of SpeechBrain's SpeakerRecognition.verify_batch).
-DEFAULT_THRESHOLD = 0.25
 
 
 class TDYSpeakerRecognition(SpeakerRecognition):
@@ -39,9 +38,11 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     Differences from SpeechBrain's ``SpeakerRecognition``:
 
-    * ``from_hparams`` checks ``hyperparams.yaml`` against an allow-list before
-      loading it (see :mod:`speechbrain_tdy.inference.safety`; opt out with
-      ``trust_remote_code=True``) and loads parameters with ``weights_only=True``;
+    * ``from_hparams`` reads ``hyperparams.yaml`` with a safe loader that builds
+      only this package's lobes (see :mod:`speechbrain_tdy.inference.safe_hparams`;
+      opt out with ``trust_remote_code=True``), fetches files by plain name only,
+      loads parameters with ``weights_only=True`` and checks every value it reads
+      (see :mod:`speechbrain_tdy.inference.model_files`);
     * ``encode_batch`` honours ``wav_lens``: padding never changes an item's
       embedding; recordings longer than ``chunk_frames`` are embedded in chunks
       with bounded memory (same result);
@@ -57,16 +58,18 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     MODULES_NEEDED = ["compute_features", "embedding_model"]
 
-    def __init__(self, *args, calibration=None, cohort=None, **kwargs):
+    def __init__(self, *args, calibration=None, cohort=None, settings=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.calibration = calibration
         self.cohort = None if cohort is None else cohort.to(self.device)
-        setting = lambda name, default: getattr(self.hparams, name, default)  # noqa: E731
-        self.chunk_frames = setting("chunk_frames", 3000)
-        self.chunk_context_frames = setting("chunk_context_frames", 384)
-        self.min_samples = int(setting("min_duration", 1.0) * self.audio_normalizer.sample_rate)
-        self.crop_frames = setting("crop_frames", 400)
-        self.num_crops = setting("num_crops", 10)
+        settings = settings or check_settings(vars(self.hparams), "hparams")
+        self.sample_rate = self.audio_normalizer.sample_rate
+        self.chunk_frames = settings["chunk_frames"]
+        self.chunk_context_frames = settings["chunk_context_frames"]
+        self.min_samples = int(settings["min_duration"] * self.sample_rate)
+        self.crop_frames = settings["crop_frames"]
+        self.num_crops = settings["num_crops"]
+        self.as_norm_top_n = settings["as_norm_top_n"]
 
     @classmethod
     def from_hparams(
@@ -90,42 +93,42 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             The inference HyperPyYAML file in ``source``.
         savedir : str or None
             Where files are linked or copied (None: use them where they are,
-            e.g. in the HuggingFace cache).
+            e.g. in the HuggingFace cache). A folder filled from another
+            source is refreshed; one holding other files is refused.
         overrides : dict or None
             HyperPyYAML overrides (e.g. ``{"chunk_frames": 1000}``).
         trust_remote_code : bool
-            Load ``hparams_file`` even if it names objects outside the
-            allow-list. Loading HyperPyYAML runs the code it names.
+            Load ``hparams_file`` with HyperPyYAML itself, which runs the code
+            it names: only for files you wrote or trust.
         local_strategy, fetch_config
             As in SpeechBrain's ``fetch`` (``FetchConfig(allow_network=False)``
             never touches the network).
         **kwargs
             Passed to the constructor (e.g. ``run_opts={"device": "cuda"}``).
         """
-        fetch_config = fetch_config or FetchConfig()
-        check_source(source)
-
-        def get(filename):
-            return fetch(filename, source=source, savedir=savedir, local_strategy=local_strategy,
-                         fetch_config=fetch_config)
-
-        hparams_path = get(hparams_file)
-        if not trust_remote_code:
-            check_hparams_file(hparams_path)
-        with open(hparams_path, encoding="utf-8") as stream:
-            hparams = load_hyperpyyaml(stream, overrides or {})
-        pretrainer = hparams["pretrainer"]
-        pretrainer.set_collect_in(savedir)
-        paths = pretrainer.collect_files(default_source=source, local_strategy=local_strategy,
-                                         fetch_config=fetch_config)
-        for name, path in paths.items():
-            load_parameters(pretrainer.loadables[name], path)
+        files = ModelSource(source, savedir, local_strategy, fetch_config)
+        hparams_path = files.get(hparams_file)
+        if trust_remote_code:
+            with open(hparams_path, encoding="utf-8") as stream:
+                hparams = load_hyperpyyaml(stream, overrides or {})
+        else:
+            hparams = load_model_hparams(hparams_path, overrides)
+        settings = check_settings(hparams, hparams_path)
+        pretrainer = hparams.get("pretrainer")
+        if pretrainer is None or "modules" not in hparams:
+            raise ValueError(f"{hparams_path} defines no 'pretrainer' or 'modules': not a model folder's file")
+        for name, module in pretrainer.loadables.items():
+            load_parameters(module, files.get(f"{name}.ckpt"))
         calibration = cohort = None
-        if hparams.get("threshold_file"):
-            calibration = read_calibration(get(hparams["threshold_file"]))
-        if hparams.get("cohort_file"):
-            cohort = read_cohort(get(hparams["cohort_file"]), hparams.get("emb_dim"))
-        return cls(modules=hparams["modules"], hparams=hparams, calibration=calibration, cohort=cohort, **kwargs)
+        if settings["threshold_file"]:
+            calibration = read_calibration(files.get(settings["threshold_file"]))
+        else:
+            warnings.warn(f"{source} has no calibrated decision threshold (threshold.json): verify_files and "
+                          "verify_batch need an explicit threshold=", stacklevel=2)
+        if settings["cohort_file"]:
+            cohort = read_cohort(files.get(settings["cohort_file"]), settings["emb_dim"])
+        return cls(modules=hparams["modules"], hparams=hparams, calibration=calibration, cohort=cohort,
+                   settings=settings, **kwargs)
 
     def encode_batch(self, wavs, wav_lens=None, normalize=False):
         """Embeddings (batch, 1, dim) of waveforms (batch, samples) or (samples,)
@@ -136,26 +139,20 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
         embeddings = embed_waveforms(self.mods.compute_features, self.mods.embedding_model, wavs, wav_lens,
                                      self.chunk_frames, self.chunk_context_frames)
+        if not torch.isfinite(embeddings).all():
+            bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(embeddings))[:, 0]})
+            raise ValueError(f"The model gave NaN or infinite embeddings for batch items {bad}")
         return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
     def load_audio(self, path, savedir=None):
-        """Waveform (samples,) of an audio file, resampled to the model's rate and
-        mixed to mono with SpeechBrain's audio normaliser.
+        """Waveform (samples,) of an audio file at the model's rate, mixed to mono.
 
         Raises AudioError naming the file if it cannot be decoded, is empty,
-        holds NaN/infinite samples or only digital silence.
+        has an unusable sample rate, holds NaN/infinite or out-of-range
+        samples, or only digital silence (see
+        :func:`speechbrain_tdy.dataio.audio.load_audio`).
         """
-        try:
-            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except (RuntimeError, sf.LibsndfileError) as error:
-            raise AudioError(f"{path}: cannot read audio ({error})") from error
-        if audio.shape[0] == 0:
-            raise AudioError(f"{path}: the file holds no samples")
-        if not np.isfinite(audio).all():
-            raise AudioError(f"{path}: contains NaN or infinite samples")
-        if not audio.any():
-            raise AudioError(f"{path}: digital silence, there is no voice to embed")
-        return self.audio_normalizer(torch.from_numpy(audio), rate)
+        return load_audio(path, self.sample_rate)
 
     def embed_file(self, path, crop=False):
         """L2-normalised embedding of an audio file: (dim,) for the whole file,
@@ -194,14 +191,11 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         return score, score > threshold
 
     def decision_threshold(self, crop=False, score_norm=None):
-        """The calibrated threshold for this scoring, or DEFAULT_THRESHOLD for
-        plain cosine scoring of a model without threshold.json."""
+        """The calibrated threshold for this scoring; ValueError if the model
+        has none for it (pass ``threshold=`` then)."""
         if self.calibration is None:
-            if crop or score_norm is not None:
-                raise ValueError(
-                    "This model has no calibrated threshold.json; pass threshold= for crop or normalised scores"
-                )
-            return DEFAULT_THRESHOLD
+            raise ValueError("This model has no calibrated threshold.json: pass threshold= "
+                             "(a cosine threshold calibrated on your own trials)")
         calibrated = (bool(self.calibration.get("crop", False)), self.calibration.get("score_norm"))
         if calibrated != (bool(crop), score_norm):
             raise ValueError(
@@ -217,7 +211,9 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             raise ValueError(f"score_norm={score_norm!r} needs cohort embeddings, and this model has none")
         if threshold is None:
             threshold = self.decision_threshold(crop, score_norm)
-        top_n = (self.calibration or {}).get("as_norm_top_n") or getattr(self.hparams, "as_norm_top_n", 100)
+        elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        top_n = (self.calibration or {}).get("as_norm_top_n") or self.as_norm_top_n
         return score_norm, threshold, top_n
 
 
@@ -231,53 +227,8 @@ def check_waveforms(wavs):
     if not torch.isfinite(wavs).all():
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(wavs))[:, 0]})
         raise ValueError(f"Waveforms contain NaN or infinite samples (batch items {bad})")
+    if wavs.abs().max() > MAX_AMPLITUDE:
+        bad = sorted({int(i) for i in torch.nonzero(wavs.abs() > MAX_AMPLITUDE)[:, 0]})
+        raise ValueError(f"Waveforms exceed {MAX_AMPLITUDE:g} in magnitude (batch items {bad}); "
+                         "expected floats in [-1, 1]")
     return wavs.float()
-
-
-def load_parameters(obj, path):
-    """Load a module's state dict from ``path`` with ``weights_only=True``; errors name the file."""
-    if isinstance(obj, CategoricalEncoder):
-        obj.load(path)
-        return
-    if not isinstance(obj, torch.nn.Module):
-        raise TypeError(f"Cannot load {path} into a {type(obj).__name__}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a PyTorch checkpoint that loads with weights_only=True: {error}") from error
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path} is not a state dict of tensors")
-    check_state_dict(obj.state_dict(), state, f"the {type(obj).__name__} built by hyperparams.yaml ({path})")
-    obj.load_state_dict(state)
-
-
-def read_calibration(path):
-    """threshold.json as a dict with a numeric "threshold"."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            calibration = json.load(stream)
-        float(calibration["threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a threshold file with a numeric 'threshold': {error}") from error
-    return calibration
-
-
-def read_cohort(path, emb_dim=None):
-    """Cohort embeddings (n, dim), L2-normalised, from a tensor file (weights_only)."""
-    try:
-        cohort = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a tensor file that loads with weights_only=True: {error}") from error
-    if not torch.is_tensor(cohort) or cohort.dim() != 2 or (emb_dim and cohort.shape[1] != emb_dim):
-        shape = tuple(cohort.shape) if torch.is_tensor(cohort) else type(cohort).__name__
-        raise ValueError(f"{path}: expected cohort embeddings of shape (n, {emb_dim or 'dim'}), got {shape}")
-    return F.normalize(cohort.float(), dim=-1)
-
-
-def check_source(source):
-    """Refuse a ``source`` that is neither an existing folder nor a hub id
-    (``name`` or ``org/name``), instead of letting the hub client fail on it."""
-    text = str(source)
-    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
-    if looks_like_path and not Path(text).expanduser().is_dir():
-        raise FileNotFoundError(f"{text}: no such model folder (and not a hub id of the form org/name)")

@@ -9,12 +9,18 @@ of 400 frames with ``--crop=True``), scores trials by cosine similarity
 (optionally s-norm / adaptive s-norm against a cohort of training
 embeddings), and writes to ``output_folder``: ``scores.txt``, ``results.json``
 (EER in percent, minDCF, number of trials, EER threshold) and ``det.png``.
-With a ``dev_verification_file`` it also calibrates the decision threshold
-on that list and stores it as ``<train_output_folder>/threshold.json``.
+It also calibrates the decision threshold at the EER of the
+``dev_verification_file`` (or, without one, of the evaluation list itself,
+with a warning) and stores it as ``<train_output_folder>/threshold.json``
+for export.
+
+The run folder may have been moved or copied: its checkpoint is found under
+it. A run without a checkpoint is an error unless ``allow_untrained: True``
+(to score an untrained model on purpose); ``results.json`` names the
+checkpoint scored.
 """
 import json
 import logging
-import os
 import random
 import sys
 from pathlib import Path
@@ -25,7 +31,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import DetCurveDisplay
 
-from speechbrain_tdy.checkpoints import save_atomically, write_text_atomically
+from speechbrain_tdy.atomic import atomic_path, save_atomically, write_text_atomically
 from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
@@ -37,17 +43,18 @@ matplotlib.use("Agg")
 logger = logging.getLogger(__name__)
 
 
-def load_trained_model(train_output_folder, data_folder, device):
+def load_trained_model(train_output_folder, device, allow_untrained=False):
     """Embedding function (wavs, relative lengths) -> embeddings of the best
-    checkpoint of a train.py run, and the run's hyperparameters."""
-    train_hparams, _ = load_training_run(train_output_folder, {"data_folder": data_folder})
-    compute_features = train_hparams["compute_features"].to(device)
-    embedding_model = train_hparams["embedding_model"].to(device)
+    checkpoint of a train.py run, and the run (see ``load_training_run``)."""
+    run = load_training_run(train_output_folder, allow_untrained)
+    compute_features = run.compute_features.to(device)
+    embedding_model = run.embedding_model.to(device)
+    logger.info("Scoring %s", run.checkpoint_summary())
 
     def embed(wavs, lens):
         return embed_waveforms(compute_features, embedding_model, wavs.to(device), lens.to(device)).squeeze(1)
 
-    return embed, train_hparams
+    return embed, run
 
 
 def trial_files(trials):
@@ -63,17 +70,16 @@ def cohort_embeddings(embed, train_csv, size, seed, sample_rate):
     return torch.stack([embeddings[p] for p in paths])
 
 
-def write_outputs(output_folder, trials, scores, labels, eer, threshold, min_dcf):
+def write_outputs(output_folder, trials, scores, labels, results):
     """scores.txt, results.json and det.png, each written atomically."""
     output_folder.mkdir(parents=True, exist_ok=True)
     lines = [f"{t.enrol} {t.test} {t.label} {s:.6f}\n" for t, s in zip(trials, scores.tolist())]
     write_text_atomically(output_folder / "scores.txt", "".join(lines))
-    results = {"EER": eer, "minDCF": min_dcf, "n_trials": len(trials), "threshold": threshold}
     write_text_atomically(output_folder / "results.json", json.dumps(results, indent=2) + "\n")
-    display = DetCurveDisplay.from_predictions(labels, scores.numpy(), name=f"EER {eer:.2f}%")
+    display = DetCurveDisplay.from_predictions(labels, scores.numpy(), name=f"EER {results['EER']:.2f}%")
     display.ax_.set_title("DET curve")
-    display.figure_.savefig(output_folder / "det.partial.png")
-    os.replace(output_folder / "det.partial.png", output_folder / "det.png")
+    with atomic_path(output_folder / "det.png") as partial:
+        display.figure_.savefig(partial)
     return results
 
 
@@ -82,16 +88,16 @@ def main(argv):
     with open(hparams_file, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, overrides)
     device = run_opts.get("device", "cpu")
-    embed, train_hparams = load_trained_model(hparams["train_output_folder"], hparams["data_folder"], device)
+    run_folder = Path(hparams["train_output_folder"])
+    embed, run = load_trained_model(run_folder, device, hparams["allow_untrained"])
     crop_length = crop_samples(hparams["crop_frames"]) if hparams["crop"] else None
     score_norm = hparams["score_norm"]
     top_n = hparams["as_norm_top_n"] if score_norm == "as-norm" else None
     cohort = None
     if score_norm:
-        cohort = cohort_embeddings(
-            embed, train_hparams["train_annotation"], hparams["cohort_size"], hparams["seed"], hparams["sample_rate"]
-        )
-        save_atomically(cohort, Path(hparams["train_output_folder"]) / "cohort_embeddings.pt")
+        cohort = cohort_embeddings(embed, run.save_folder / "train.csv", hparams["cohort_size"], hparams["seed"],
+                                   hparams["sample_rate"])
+        save_atomically(cohort, run_folder / "cohort_embeddings.pt")
 
     def score_list(trial_file):
         trials = read_trials(trial_file)
@@ -104,24 +110,25 @@ def main(argv):
     trials, scores = score_list(hparams["verification_file"])
     labels = [t.label for t in trials]
     eer, threshold, min_dcf = error_rates(scores, labels, hparams["p_target"])
-    results = write_outputs(Path(hparams["output_folder"]), trials, scores, labels, eer, threshold, min_dcf)
+    results = {"EER": eer, "minDCF": min_dcf, "n_trials": len(trials), "threshold": threshold,
+               "verification_file": str(hparams["verification_file"]), **run.checkpoint_summary()}
+    write_outputs(Path(hparams["output_folder"]), trials, scores, labels, results)
     logger.info("Verification results: %s", results)
     print(json.dumps(results))
 
+    calibration = {"threshold": threshold, "calibrated_on": str(hparams["verification_file"]), "EER": eer,
+                   "on_evaluation_list": True}
     if hparams.get("dev_verification_file"):
         dev_trials, dev_scores = score_list(hparams["dev_verification_file"])
         dev_eer, dev_threshold, _ = error_rates(dev_scores, [t.label for t in dev_trials])
-        calibration = {
-            "threshold": dev_threshold,
-            "calibrated_on": str(hparams["dev_verification_file"]),
-            "EER": dev_eer,
-            "crop": bool(hparams["crop"]),
-            "crop_frames": hparams["crop_frames"],
-            "num_crops": hparams["num_crops"],
-            "score_norm": score_norm,
-            "as_norm_top_n": top_n,
-        }
-        write_text_atomically(Path(hparams["train_output_folder"]) / "threshold.json", json.dumps(calibration, indent=2) + "\n")
+        calibration = {"threshold": dev_threshold, "calibrated_on": str(hparams["dev_verification_file"]),
+                       "EER": dev_eer}
+    else:
+        logger.warning("No dev_verification_file: the decision threshold is calibrated on the evaluation list "
+                       "itself, so decisions on new trials will be less accurate than its EER says")
+    calibration.update({"crop": bool(hparams["crop"]), "crop_frames": hparams["crop_frames"],
+                        "num_crops": hparams["num_crops"], "score_norm": score_norm, "as_norm_top_n": top_n})
+    write_text_atomically(run_folder / "threshold.json", json.dumps(calibration, indent=2) + "\n")
 
 
 if __name__ == "__main__":

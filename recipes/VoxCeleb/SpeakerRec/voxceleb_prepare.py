@@ -44,7 +44,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechbrain_tdy.checkpoints import write_text_atomically
+from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 
 logger = logging.getLogger(__name__)
@@ -359,12 +359,10 @@ def _rows(paths, frames, sample_rate, seg_dur, random_segment):
 
 
 def _write_csv(path, rows):
-    partial = Path(f"{path}.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as stream:
+    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(CSV_HEADER)
         writer.writerows(rows)
-    os.replace(partial, path)
 
 
 def main(argv=None):
