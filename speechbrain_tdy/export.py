@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 from speechbrain.dataio.encoder import CategoricalEncoder
 

@@ -33,7 +33,6 @@ import functools
 import itertools
 import json
 import multiprocessing
-import os
 import string
 import time
 from pathlib import Path
@@ -517,12 +516,15 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=1,
                         help="processes writing speakers in parallel; same files for any number (default 1)")
     args = parser.parse_args(argv)
-    summary = generate_corpus(
-        args.out_dir, args.speakers, args.utterances, args.seed, n_dev=args.dev_speakers,
-        n_test=args.test_speakers, sessions=tuple(args.sessions), durations=tuple(args.durations),
-        speaker_spread=args.speaker_spread, channel_strength=args.channel_strength,
-        trials_per_utterance=args.trials_per_utterance, verbose=args.verbose, workers=args.workers,
-    )
+    try:
+        summary = generate_corpus(
+            args.out_dir, args.speakers, args.utterances, args.seed, n_dev=args.dev_speakers,
+            n_test=args.test_speakers, sessions=tuple(args.sessions), durations=tuple(args.durations),
+            speaker_spread=args.speaker_spread, channel_strength=args.channel_strength,
+            trials_per_utterance=args.trials_per_utterance, verbose=args.verbose, workers=args.workers,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     split = summary["speakers"]
     print(f"{summary['n_files']} files, {summary['audio_seconds']:.0f} s of audio, speakers "
           f"{len(split['train'])} train / {len(split['dev'])} dev / {len(split['test'])} test, "

@@ -47,6 +47,11 @@ def check_output_folder(out_dir, overwrite=False, inputs=()):
     anything else: an existing path (unless ``overwrite`` and it is a model
     folder), a symlink, or a folder holding one of the ``inputs``."""
     out_dir = Path(out_dir)
+    resolved = out_dir.resolve()
+    for path in inputs:
+        path = Path(path).resolve()
+        if path == resolved or resolved in path.parents:
+            raise ValueError(f"The input {path} lies inside the output folder {out_dir}; write elsewhere")
     if out_dir.is_symlink():
         raise FileExistsError(f"{out_dir} is a symbolic link; give the path of a new folder")
     if out_dir.exists():
@@ -55,11 +60,6 @@ def check_output_folder(out_dir, overwrite=False, inputs=()):
         if not is_model_folder(out_dir):
             raise FileExistsError(f"{out_dir} exists and is not a model folder (only a folder holding nothing but "
                                   f"{', '.join(sorted(MODEL_FOLDER_FILES))} is replaced); nothing was changed")
-    resolved = out_dir.resolve()
-    for path in inputs:
-        path = Path(path).resolve()
-        if path == resolved or resolved in path.parents:
-            raise ValueError(f"The input {path} lies inside the output folder {out_dir}; write elsewhere")
 
 
 def write_model_folder(out_dir, architecture, values, embedding_model, reference, model_card, calibration=None,

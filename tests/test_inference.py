@@ -95,6 +95,33 @@ def test_converter_cli_names_a_bad_checkpoint_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def convert_cli(checkpoint, out, *extra):
+    return subprocess.run([sys.executable, "-m", "speechbrain_tdy.convert", str(checkpoint), str(out),
+                           "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG", "--n-mels", "40", *extra],
+                          capture_output=True, text=True)
+
+
+def test_converter_cli_never_deletes_what_it_did_not_write(authors_checkpoint, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("x")
+    inside = precious / "ck.model"
+    shutil.copyfile(authors_checkpoint, inside)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for out, extra, message in ((precious, (), "already exists; pass --overwrite"),
+                                (precious, ("--overwrite",), "not a model folder"),
+                                (a_file, ("--overwrite",), "not a model folder")):
+        result = convert_cli(authors_checkpoint, out, *extra)
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    result = convert_cli(inside, precious, "--overwrite")
+    assert result.returncode != 0 and "lies inside the output folder" in result.stderr
+    assert (precious / "thesis.txt").read_text() == "x" and inside.is_file() and a_file.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "precious"]  # no staging folder left
+    assert convert_cli(authors_checkpoint, tmp_path / "model").returncode == 0
+    assert convert_cli(authors_checkpoint, tmp_path / "model", "--overwrite").returncode == 0
+
+
 def test_model_card_names_the_model_and_shows_usage(model_folder):
     card = (model_folder / "README.md").read_text()
     assert "TDy_ResNet34_quarter" in card and "from_hparams" in card and "library_name: speechbrain" in card

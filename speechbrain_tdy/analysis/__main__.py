@@ -19,7 +19,6 @@ phonemes has a high speaker silhouette and a low phone-class silhouette.
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -1,6 +1,9 @@
 """Verification trial lists in VoxCeleb's format: ``label enrol test`` per line."""
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,22 +32,38 @@ def parse_trial_line(line, source="<string>", line_number=1):
 
 
 def read_trials(path):
-    """All trials of a list file; blank lines are skipped.
+    """All trials of a list file (UTF-8, with or without a byte-order mark);
+    blank lines are skipped, a repeated line is counted once (with a warning).
 
     Raises FileNotFoundError if ``path`` does not exist and ValueError naming the
-    file and line of the first malformed line, or if the list has no trial.
+    file and line of the first malformed or undecodable line, of a pair listed
+    twice with different labels, or if the list has no trial.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Trial list not found: {path}")
-    trials = []
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if line.strip():
-                trials.append(parse_trial_line(line, path, number))
+    trials, first_line = {}, {}
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                                 "save the list as UTF-8") from error
+            if not line.strip():
+                continue
+            trial = parse_trial_line(line, path, number)
+            pair = (trial.enrol, trial.test)
+            if pair in trials:
+                if trials[pair].label != trial.label:
+                    raise ValueError(f"{path}:{number}: the pair of line {first_line[pair]} again, with label "
+                                     f"{trial.label} instead of {trials[pair].label}")
+                logger.warning("%s:%d repeats line %d; the trial is counted once", path, number, first_line[pair])
+                continue
+            trials[pair], first_line[pair] = trial, number
     if not trials:
         raise ValueError(f"{path}: the trial list is empty")
-    return trials
+    return list(trials.values())
 
 
 def speaker_of(path):

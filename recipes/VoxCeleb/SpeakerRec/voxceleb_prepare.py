@@ -134,7 +134,7 @@ def prepare_voxceleb(
     if missing:
         raise FileNotFoundError("Verification trial list(s) not found: " + ", ".join(missing))
 
-    listing = _list_audio(wav_dirs)
+    listing, not_files = _list_audio(wav_dirs)
     options = {
         "data_folders": [str(Path(d).resolve()) for d in wav_dirs],
         "verification_pairs_files": [str(Path(f).resolve()) for f in trial_files],
@@ -158,7 +158,7 @@ def prepare_voxceleb(
     by_relpath = {}
     for wav_dir, relpath, _, _ in listing:
         by_relpath.setdefault(relpath, os.path.join(wav_dir, relpath))
-    bad = []  # (path, reason)
+    bad = list(not_files)  # (path, reason)
     m4a = [path for path in by_relpath.values() if path.endswith(".m4a")]
     bad += [(path, "m4a file: convert it to 16 kHz wav") for path in m4a]
 
@@ -239,8 +239,10 @@ def _wav_dir(folder):
 
 
 def _list_audio(wav_dirs):
-    """[(wav_dir, relpath, size, mtime_ns)] of every wav/m4a at depth speaker/session/utt, sorted."""
-    listing = []
+    """[(wav_dir, relpath, size, mtime_ns)] of every wav/m4a file at depth
+    speaker/session/utt, sorted, and [(path, reason)] of entries named like
+    audio that are not files (folders, broken links)."""
+    listing, not_files = [], []
     for wav_dir in wav_dirs:
         wav_dir = str(wav_dir)
         for speaker in sorted(os.scandir(wav_dir), key=lambda e: e.name):
@@ -250,11 +252,16 @@ def _list_audio(wav_dirs):
                 if not session.is_dir():
                     continue
                 for entry in sorted(os.scandir(session.path), key=lambda e: e.name):
-                    if entry.name.lower().endswith(AUDIO_EXTENSIONS) and entry.is_file():
+                    if not entry.name.lower().endswith(AUDIO_EXTENSIONS):
+                        continue
+                    relpath = f"{speaker.name}/{session.name}/{entry.name}"
+                    if entry.is_file():
                         stat = entry.stat()
-                        relpath = f"{speaker.name}/{session.name}/{entry.name}"
                         listing.append((wav_dir, relpath, stat.st_size, stat.st_mtime_ns))
-    return listing
+                    else:
+                        reason = "a folder" if entry.is_dir() else "a broken link or not a regular file"
+                        not_files.append((entry.path, f"named like audio but {reason}"))
+    return listing, not_files
 
 
 def _fingerprint(listing, trial_files):
@@ -319,11 +326,14 @@ def _split(paths, splits, split_ratio, split_speaker, seed):
         for name, part in zip(splits, _portions(speakers, split_ratio)):
             result[name] = sorted(p for s in part for p in by_speaker[s])
         return result
+    quotas = _utterance_quotas({speaker: len(items) for speaker, items in by_speaker.items()}, split_ratio, rng)
     for speaker in sorted(by_speaker):
         utterances = sorted(by_speaker[speaker])
         rng.shuffle(utterances)
-        for name, part in zip(splits, _portions(utterances, split_ratio)):
-            result[name].extend(part)
+        start = 0
+        for name, count in zip(splits, quotas[speaker]):
+            result[name].extend(utterances[start:start + count])
+            start += count
     return {name: sorted(part) for name, part in result.items()}
 
 
@@ -338,6 +348,40 @@ def _portions(items, ratio):
         bounds[1] = max(bounds[1], 1)
         bounds = [bounds[0]] + [max(b, bounds[1]) for b in bounds[1:]]
     return [items[bounds[i]:bounds[i + 1]] for i in range(len(ratio))]
+
+
+def _utterance_quotas(counts, ratio, rng):
+    """{speaker: [utterances per split]} so that each later split's total is its
+    share of all utterances (2% of 6000 is 120 even when 2% of each speaker's
+    24 rounds to 0): per-speaker shares rounded down, the remainder given to
+    the largest fractions (ties in random order); every speaker keeps at least
+    one utterance in the first split.
+
+    >>> import random
+    >>> quotas = _utterance_quotas({f"s{i}": 24 for i in range(250)}, [98, 2], random.Random(0))
+    >>> sum(q[1] for q in quotas.values()), min(q[0] for q in quotas.values())
+    (120, 23)
+    """
+    total_ratio = sum(ratio)
+    quotas = {speaker: [count] + [0] * (len(ratio) - 1) for speaker, count in counts.items()}
+    speakers = sorted(counts)
+    rng.shuffle(speakers)
+    for index in range(1, len(ratio)):
+        share = {s: counts[s] * ratio[index] / total_ratio for s in speakers}
+        target = round(sum(counts.values()) * ratio[index] / total_ratio)
+        for s in speakers:
+            quotas[s][index] = min(int(share[s]), quotas[s][0] - 1)
+            quotas[s][0] -= quotas[s][index]
+        by_fraction = sorted(speakers, key=lambda s: share[s] - int(share[s]), reverse=True)
+        missing = target - sum(quotas[s][index] for s in speakers)
+        for s in by_fraction:
+            if missing <= 0:
+                break
+            if quotas[s][0] > 1:
+                quotas[s][index] += 1
+                quotas[s][0] -= 1
+                missing -= 1
+    return quotas
 
 
 def _rows(paths, frames, sample_rate, seg_dur, random_segment):
