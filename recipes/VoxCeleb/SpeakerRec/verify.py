@@ -73,7 +73,7 @@ def cohort_embeddings(embed, train_csv, size, seed, sample_rate):
 def write_outputs(output_folder, trials, scores, labels, results):
     """scores.txt, results.json and det.png, each written atomically."""
     output_folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"{t.enrol} {t.test} {t.label} {s:.6f}\n" for t, s in zip(trials, scores.tolist())]
+    lines = [f"{t.enrol} {t.test} {t.label} {s:.9g}\n" for t, s in zip(trials, scores.tolist())]  # exact float32
     write_text_atomically(output_folder / "scores.txt", "".join(lines))
     write_text_atomically(output_folder / "results.json", json.dumps(results, indent=2) + "\n")
     display = DetCurveDisplay.from_predictions(labels, scores.numpy(), name=f"EER {results['EER']:.2f}%")
