@@ -13,7 +13,8 @@ import yaml
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.verification import error_rates
 
-from recipe_utils import RECIPE, TINY, run_script, train_log_lines
+from recipe_utils import (RECIPE, TINY, TRANSFORMS, augmented_step, forced_augmenter, recipe_brain, run_script,
+                          train_log_lines)
 
 HPARAMS = ["tdy.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
 
@@ -37,10 +38,37 @@ def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
 
 
-def test_aam_loss_and_bf16_precision(tiny_corpus, tmp_path):
-    overrides = tiny_overrides(tiny_corpus, tmp_path, loss="aam", augment=False)
+def test_aam_loss_and_bf16_precision_with_augmentation(tiny_corpus, tmp_path):
+    overrides = tiny_overrides(tiny_corpus, tmp_path, loss="aam")
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=["--precision=bf16"])
     assert "epoch: 1" in train_log_lines(tmp_path)[0]
+
+
+@pytest.fixture(scope="module")
+def bf16_brain(tiny_corpus, tmp_path_factory):
+    """The recipe's Brain training under CPU bf16 autocast, and a batch."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield recipe_brain(monkeypatch, tiny_corpus, tmp_path_factory.mktemp("bf16"), "--precision=bf16")
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_bf16_training_step_augments_in_float32(transform, bf16_brain):
+    """Under autocast, DropFreq and SpeedPerturb would hand on bf16 waveforms (on
+    a GPU, SpeedPerturb then fails on the CPU): the recipe augments in float32."""
+    brain, batch = bf16_brain
+    assert brain.precision == "bf16"
+    loss, clean, augmented = augmented_step(brain, batch, forced_augmenter(brain, transform))
+    assert torch.isfinite(loss)
+    assert augmented.dtype == torch.float32
+    assert augmented.shape != clean.shape or not torch.equal(augmented, clean), "the transform was applied"
+
+
+def test_bf16_training_steps_with_the_configured_augmenter(bf16_brain):
+    brain, batch = bf16_brain
+    configured = brain.hparams.wav_augment
+    for _ in range(4):  # it draws 1-2 of the 5 transforms, with probability 0.8
+        loss, _, augmented = augmented_step(brain, batch, configured)
+        assert torch.isfinite(loss) and augmented.dtype == torch.float32
 
 
 def test_validation_set_is_sorted_by_duration_and_centre_cropped(tiny_corpus, tmp_path, monkeypatch):

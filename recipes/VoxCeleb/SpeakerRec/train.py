@@ -10,7 +10,8 @@ with the paper's softmax + angular prototypical loss on speaker-balanced
 batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
 annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
 reports the speaker classification error on held-out utterances and, every
-``eer_every_n_epochs``, the EER on the dev trial list.
+``eer_every_n_epochs``, the EER on the dev trial list. Waveform augmentation
+runs in float32 on the training device whatever ``--precision`` is.
 """
 import logging
 import random
@@ -23,6 +24,7 @@ from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_tdy.augment import augment_waveforms
 from speechbrain_tdy.dataio.audio import crop_samples, random_crop, read_segment
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
@@ -43,11 +45,18 @@ class SpeakerBrain(sb.core.Brain):
         feat_lens = self.modules.compute_features.frame_lengths(lens, wavs.shape[1])
         return self.modules.embedding_model(feats, feat_lens).squeeze(1)
 
+    def training_waveforms(self, batch):
+        """The batch's waveforms (batch', samples') on the device, augmented in
+        float32 when ``augment`` is on, and their relative lengths (batch',)."""
+        wavs, lens = batch.to(self.device, non_blocking=True).sig
+        if self.hparams.augment:
+            wavs, lens = augment_waveforms(self.hparams.wav_augment, wavs, lens)
+        return wavs, lens
+
     def compute_forward(self, batch, stage):
-        batch = batch.to(self.device)
-        wavs, lens = batch.sig
-        if stage == sb.Stage.TRAIN and self.hparams.augment:
-            wavs, lens = self.hparams.wav_augment(wavs, lens)
+        if stage == sb.Stage.TRAIN:
+            return self.embed(*self.training_waveforms(batch))
+        wavs, lens = batch.to(self.device, non_blocking=True).sig
         return self.embed(wavs, lens)
 
     def compute_objectives(self, embeddings, batch, stage):
@@ -183,7 +192,10 @@ def prepare_augmentation(hparams):
             folder_to_csv(hparams[folder_key], hparams[csv_key], hparams.get("augment_max_length"))
 
 
-def main(argv):
+def setup(argv):
+    """Everything ``main`` does before training: parse ``argv`` (train.py's
+    command line), prepare the data, build the Brain. Returns the Brain and
+    the keyword arguments of its ``fit``."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, overrides)
@@ -225,14 +237,21 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    # Page-locked batches, so that compute_forward's copy to the GPU does not block.
+    train_loader_kwargs["pin_memory"] = brain.device_type == "cuda"
     brain.dev_trials = read_trials(hparams["dev_verification_file"]) if hparams.get("dev_verification_file") else None
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
+    return brain, dict(
+        epoch_counter=brain.hparams.epoch_counter,
+        train_set=train_data,
+        valid_set=valid_data,
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_options"],
     )
+
+
+def main(argv):
+    brain, fit_kwargs = setup(argv)
+    brain.fit(**fit_kwargs)
 
 
 if __name__ == "__main__":
