@@ -110,6 +110,44 @@ def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules
     assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
 
 
+def test_grad_accumulation_keeps_the_whole_batch_loss_and_gradients(tiny_corpus, tmp_path, monkeypatch):
+    """Micro-batches change the batch-norm statistics only: with batch norm on
+    its running statistics (eval mode), loss and gradients are the whole batch's."""
+    brain, batch = recipe_brain(monkeypatch, tiny_corpus, tmp_path, augment=False, batch_speakers=3)
+    monkeypatch.setattr(brain, "optimizers_step", lambda: None)  # keep the gradients
+    brain.modules.eval()
+    losses, grads = {}, {}
+    for factor in (1, 4):  # 6 waveforms; 4 micro-batches of 2, 2, 1, 1
+        brain.grad_accumulation_factor = factor
+        brain.zero_grad(set_to_none=True)
+        losses[factor] = brain.fit_batch(batch)
+        grads[factor] = {name: p.grad.clone() for name, p in brain.modules.named_parameters() if p.grad is not None}
+    assert len(grads[1]) == len(list(brain.modules.parameters())) and grads[4].keys() == grads[1].keys()
+    torch.testing.assert_close(losses[4], losses[1])
+    scale = max(grad.abs().max() for grad in grads[1].values())  # float32 summation-order noise: ~1e-7 of it
+    for name, expected in grads[1].items():
+        torch.testing.assert_close(grads[4][name], expected, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+    # In training mode each micro-batch updates the running statistics once.
+    brain.modules.train()
+    bn = next(m for m in brain.modules.embedding_model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    tracked = bn.num_batches_tracked.item()
+    brain.grad_accumulation_factor = 3
+    brain.fit_batch(batch)
+    assert bn.num_batches_tracked.item() == tracked + 3
+    brain.grad_accumulation_factor = 7
+    with pytest.raises(ValueError, match="grad_accumulation_factor=7 is larger than the batch"):
+        brain.fit_batch(batch)
+
+
+def test_run_with_grad_accumulation_resumes(tiny_corpus, tmp_path):
+    overrides = tiny_overrides(tiny_corpus, tmp_path, batch_speakers=3)
+    args = ["--grad_accumulation_factor=2"]
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=args)
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, number_of_epochs=2), extra_args=args)
+    assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
+
+
 @pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
 def test_learning_rate_warms_up_linearly_then_decays_in_steps(warmup, expected, monkeypatch):
     monkeypatch.syspath_prepend(str(RECIPE))

@@ -4,6 +4,7 @@
     python train.py hparams/tdy.yaml --data_folder=/path/to/VoxCeleb2
     torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
     python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
+    python train.py hparams/tdy.yaml --data_folder=... --grad_accumulation_factor=4
 
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
@@ -11,7 +12,10 @@ batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
 annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
 reports the speaker classification error on held-out utterances and, every
 ``eer_every_n_epochs``, the EER on the dev trial list. Waveform augmentation
-runs in float32 on the training device whatever ``--precision`` is.
+runs in float32 on the training device whatever ``--precision`` is; with
+``grad_accumulation_factor`` N > 1 each batch goes through the model in N
+micro-batches while the loss still sees the whole batch (see
+``SpeakerBrain.fit_batch``).
 """
 import logging
 import random
@@ -58,6 +62,62 @@ class SpeakerBrain(sb.core.Brain):
             return self.embed(*self.training_waveforms(batch))
         wavs, lens = batch.to(self.device, non_blocking=True).sig
         return self.embed(wavs, lens)
+
+    def fit_batch(self, batch):
+        """One optimizer step on one batch; returns the detached loss.
+
+        With ``grad_accumulation_factor`` N > 1 the batch goes through the
+        embedding model in N micro-batches, but the loss still sees the whole
+        batch: the angular prototypical term takes all the batch's other
+        speakers as negatives, so summing per-micro-batch losses would change
+        the objective. Gradient caching keeps it:
+
+        1. embed the N micro-batches without autograd -> (batch, emb_dim);
+        2. compute the loss on all these embeddings, backpropagate it to the
+           loss head and to the embeddings (their gradient, batch x emb_dim);
+        3. embed each micro-batch again with autograd and backpropagate its
+           rows of that gradient into the model.
+
+        The parameter gradients are the whole batch's, except that batch norm
+        normalises each micro-batch with its own statistics (the first pass
+        leaves the modules' buffers as it found them, so running statistics
+        are updated once per micro-batch). Activation memory is that of one
+        micro-batch, at the cost of one more forward pass. The embedding model
+        must be deterministic (no dropout), so that both passes agree. Unlike
+        SpeechBrain's own accumulation over N successive batches, the
+        optimizer steps after every batch.
+        """
+        n_micro = self.grad_accumulation_factor
+        if n_micro == 1:
+            return super().fit_batch(batch)
+        self.on_fit_batch_start(batch, True)
+        wavs, lens = self.training_waveforms(batch)
+        if n_micro > len(wavs):
+            raise ValueError(f"grad_accumulation_factor={n_micro} is larger than the batch ({len(wavs)} waveforms)")
+        wav_parts, len_parts = wavs.tensor_split(n_micro), lens.tensor_split(n_micro)
+
+        saved_buffers = [(buffer, buffer.clone()) for buffer in self.modules.buffers()]
+        with torch.no_grad(), self.training_ctx:
+            cached = torch.cat([self.embed(w, l) for w, l in zip(wav_parts, len_parts)])
+        for buffer, saved in saved_buffers:
+            buffer.copy_(saved)
+
+        cached.requires_grad_()
+        with self.training_ctx:
+            loss = self.compute_objectives(cached, batch, sb.Stage.TRAIN)
+        scaled_loss = self.scaler.scale(loss)
+        self.check_loss_isfinite(scaled_loss)
+        scaled_loss.backward()
+
+        grad_parts = cached.grad.tensor_split(n_micro)
+        for k, (w, l, grad) in enumerate(zip(wav_parts, len_parts, grad_parts)):
+            with self.no_sync(k < n_micro - 1):  # DDP: all-reduce once, after the last micro-batch
+                with self.training_ctx:
+                    embeddings = self.embed(w, l)
+                embeddings.backward(grad)
+        self.optimizers_step()
+        self.on_fit_batch_end(batch, cached, loss, True)
+        return loss.detach().cpu()
 
     def compute_objectives(self, embeddings, batch, stage):
         targets = batch.spk_id_encoded.data.squeeze(1)
