@@ -80,4 +80,17 @@ def augmented_step(brain, batch, augmenter):
     finally:
         hook.remove()
     assert len(seen) == 1, "one pass through the front end"
-    return loss, clean, seen[0]
+    return loss, clean.to(seen[0].device), seen[0]
+
+
+def step_gradients(brain, batch, grad_accumulation_factor):
+    """Loss and parameter gradients ({name: tensor}, as the Brain's GradScaler
+    leaves them) of one ``brain.fit_batch`` with this factor; no optimizer step."""
+    brain.grad_accumulation_factor = grad_accumulation_factor
+    brain.zero_grad(set_to_none=True)
+    brain.optimizers_step = lambda: None
+    try:
+        loss = brain.fit_batch(batch)
+    finally:
+        del brain.optimizers_step  # back to the class's method
+    return loss, {name: p.grad.clone() for name, p in brain.modules.named_parameters() if p.grad is not None}
