@@ -244,12 +244,12 @@ def dataio_prep(hparams):
 
 
 def prepare_augmentation(hparams):
-    """CSV files for AddNoise / AddReverb from the local noise and RIR folders."""
+    """CSV files for the NoiseBank / AddReverb from the local noise and RIR folders."""
     if not hparams["augment"]:
         return
     for folder_key, csv_key in (("noise_folder", "noise_annotation"), ("rir_folder", "rir_annotation")):
         if hparams.get(folder_key):
-            folder_to_csv(hparams[folder_key], hparams[csv_key], hparams.get("augment_max_length"))
+            folder_to_csv(hparams[folder_key], hparams[csv_key])
 
 
 def setup(argv):
