@@ -32,7 +32,7 @@ def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra)
 def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
     run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
     (log,) = train_log_lines(tmp_path)
-    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log
+    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log and "train samples_per_s" in log
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}

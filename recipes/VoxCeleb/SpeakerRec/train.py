@@ -11,15 +11,17 @@ with the paper's softmax + angular prototypical loss on speaker-balanced
 batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
 annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
 reports the speaker classification error on held-out utterances and, every
-``eer_every_n_epochs``, the EER on the dev trial list. Waveform augmentation
-runs in float32 on the training device whatever ``--precision`` is; with
-``grad_accumulation_factor`` N > 1 each batch goes through the model in N
-micro-batches while the loss still sees the whole batch (see
-``SpeakerBrain.fit_batch``).
+``eer_every_n_epochs``, the EER on the dev trial list; the train log also
+gives each epoch's training samples per second (of this process, from its
+second batch on). Waveform augmentation runs in float32 on the training
+device whatever ``--precision`` is; with ``grad_accumulation_factor`` N > 1
+each batch goes through the model in N micro-batches while the loss still
+sees the whole batch (see ``SpeakerBrain.fit_batch``).
 """
 import logging
 import random
 import sys
+import time
 
 import speechbrain as sb
 import torch
@@ -153,12 +155,23 @@ class SpeakerBrain(sb.core.Brain):
                 self.epoch_meta["temperature"] = temperature
             if self.hparams.batch_sampler is not None:
                 self.hparams.batch_sampler.set_epoch(epoch)
+            self.clock_start, self.clock_samples = None, 0
         else:
             self.error_metrics = self.hparams.error_stats()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Time the epoch's training from the end of its first batch (so
+        without the DataLoader's start): samples per second of this process."""
+        if self.clock_start is None:
+            self.clock_start = time.perf_counter()
+        else:
+            self.clock_samples += batch.batchsize
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
+            if self.clock_samples:
+                stats["samples_per_s"] = self.clock_samples / (time.perf_counter() - self.clock_start)
             self.train_stats = stats
             return
         stats["ErrorRate"] = self.error_metrics.summarize("average")
