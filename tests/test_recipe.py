@@ -171,10 +171,11 @@ def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_pat
     assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
 
 
-def test_two_process_ddp_run_with_gloo(tiny_corpus, tmp_path):
+def test_two_process_ddp_run_with_gloo_and_micro_batches(tiny_corpus, tmp_path):
+    """Micro-batching under DDP: one gradient all-reduce per batch (no_sync before)."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517")
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(tiny_corpus, tmp_path, augment=False),
-               extra_args=["--distributed_backend=gloo"], launcher=launcher)
+               extra_args=["--distributed_backend=gloo", "--grad_accumulation_factor=2"], launcher=launcher)
     assert len(train_log_lines(tmp_path)) == 1
     assert len(list((tmp_path / "save").glob("CKPT+*"))) == 1
 
