@@ -1,15 +1,20 @@
-"""The TDY convolution and a TDY model on a CUDA device (skipped without one).
+"""The TDY convolution, a TDY model and the recipe's training step on a CUDA
+device (skipped without one).
 
 References are computed on the CPU in float64. The layer is checked exactly
 in float64 on the device; in float32, cuDNN convolves with TF32 by default
 (10-bit mantissa products): a float32 layer agrees to about 3e-4, a whole
-model to 2e-3.
+model to 2e-3. The recipe's step runs in bf16 and in fp16 (with its
+GradScaler) with each waveform transform, the configured augmenter and
+gradient accumulation.
 """
 import pytest
 import torch
+from speechbrain.utils.autocast import TorchAutocast
 
 from speechbrain_tdy.lobes import LogMelInstanceNorm, tdy_resnet34_quarter
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
+from recipe_utils import TRANSFORMS, augmented_step, forced_augmenter, recipe_brain, step_gradients
 from test_tdy_fast import GEOMETRIES, inputs, plain_tdy_conv2d
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -84,3 +89,60 @@ def test_a_model_gives_the_cpu_embeddings_and_trains_under_autocast():
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum().item() for g in grads) > 0
+
+
+@pytest.fixture(scope="module", params=["bf16", "fp16"])
+def cuda_brain(request, tiny_corpus, tmp_path_factory):
+    """The recipe's Brain training on the GPU at this precision, and a batch."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield recipe_brain(monkeypatch, tiny_corpus, tmp_path_factory.mktemp(request.param), "--device=cuda:0",
+                           f"--precision={request.param}", batch_speakers=3)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_recipe_step_with_each_transform_augments_in_float32_on_the_gpu(transform, cuda_brain):
+    brain, batch = cuda_brain
+    assert brain.scaler.is_enabled() == (brain.precision == "fp16")
+    loss, clean, augmented = augmented_step(brain, batch, forced_augmenter(brain, transform))
+    assert torch.isfinite(loss)
+    assert augmented.dtype == torch.float32 and augmented.device.type == "cuda"
+    assert augmented.shape != clean.shape or not torch.equal(augmented, clean), "the transform was applied"
+
+
+def test_recipe_steps_with_the_configured_augmenter_on_the_gpu(cuda_brain):
+    brain, batch = cuda_brain
+    configured = brain.hparams.wav_augment
+    for _ in range(6):  # it draws 1-2 of the 5 transforms, with probability 0.8
+        loss, _, augmented = augmented_step(brain, batch, configured)
+        assert torch.isfinite(loss) and augmented.dtype == torch.float32
+
+
+def test_grad_accumulation_gives_the_whole_batch_gradients_on_the_gpu(cuda_brain):
+    """Batch norm on running statistics (eval mode), no augmentation, micro-batches
+    of 2, 2, 1, 1. Without autocast the gradients are the whole batch's up to TF32
+    rounding. Under autocast (fp16: with the GradScaler) both the whole batch's
+    and the micro-batches' gradients differ from those by half-precision rounding,
+    which the batch size changes (other kernels): on CPU bf16, 8-9% each from
+    float32 and from each other; so the micro-batches must be about as close to
+    float32 as the whole batch is."""
+    brain, batch = cuda_brain
+    if brain.scaler.is_enabled():  # a loss scale at which this model's fp16 gradients cannot overflow
+        brain.scaler.scale(torch.ones((), device=brain.device))  # creates the scale tensor
+        brain.scaler.update(128.0)
+    autocast = brain.training_ctx
+    brain.modules.eval()
+    brain.hparams.augment = False  # the same waveforms for every step
+    grads = {}
+    try:
+        for precision, context in (("fp32", TorchAutocast(device_type="cuda", dtype=torch.float32)), ("half", autocast)):
+            brain.training_ctx = context
+            for factor in (1, 4):
+                _, grads[precision, factor] = step_gradients(brain, batch, factor)
+    finally:
+        brain.training_ctx, brain.grad_accumulation_factor, brain.hparams.augment = autocast, 1, True
+        brain.modules.train()
+    assert all(g.keys() == grads["fp32", 1].keys() for g in grads.values())
+    assert len(grads["fp32", 1]) == len(list(brain.modules.parameters()))
+    flat = {key: torch.cat([g.flatten().float() for g in named.values()]) for key, named in grads.items()}
+    assert relative_error(flat["fp32", 4], flat["fp32", 1]) < 2e-2
+    assert relative_error(flat["half", 4], flat["fp32", 1]) < 2 * relative_error(flat["half", 1], flat["fp32", 1]) + 2e-2

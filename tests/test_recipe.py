@@ -13,7 +13,8 @@ import yaml
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.verification import error_rates
 
-from recipe_utils import RECIPE, TINY, run_script, train_log_lines
+from recipe_utils import (RECIPE, TINY, TRANSFORMS, augmented_step, forced_augmenter, recipe_brain, run_script,
+                          step_gradients, train_log_lines)
 
 HPARAMS = ["tdy.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
 
@@ -31,16 +32,43 @@ def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra)
 def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
     run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
     (log,) = train_log_lines(tmp_path)
-    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log
+    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log and "train samples_per_s" in log
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
 
 
-def test_aam_loss_and_bf16_precision(tiny_corpus, tmp_path):
-    overrides = tiny_overrides(tiny_corpus, tmp_path, loss="aam", augment=False)
+def test_aam_loss_and_bf16_precision_with_augmentation(tiny_corpus, tmp_path):
+    overrides = tiny_overrides(tiny_corpus, tmp_path, loss="aam")
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=["--precision=bf16"])
     assert "epoch: 1" in train_log_lines(tmp_path)[0]
+
+
+@pytest.fixture(scope="module")
+def bf16_brain(tiny_corpus, tmp_path_factory):
+    """The recipe's Brain training under CPU bf16 autocast, and a batch."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield recipe_brain(monkeypatch, tiny_corpus, tmp_path_factory.mktemp("bf16"), "--precision=bf16")
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_bf16_training_step_augments_in_float32(transform, bf16_brain):
+    """Under autocast, DropFreq and SpeedPerturb would hand on bf16 waveforms (on
+    a GPU, SpeedPerturb then fails on the CPU): the recipe augments in float32."""
+    brain, batch = bf16_brain
+    assert brain.precision == "bf16"
+    loss, clean, augmented = augmented_step(brain, batch, forced_augmenter(brain, transform))
+    assert torch.isfinite(loss)
+    assert augmented.dtype == torch.float32
+    assert augmented.shape != clean.shape or not torch.equal(augmented, clean), "the transform was applied"
+
+
+def test_bf16_training_steps_with_the_configured_augmenter(bf16_brain):
+    brain, batch = bf16_brain
+    configured = brain.hparams.wav_augment
+    for _ in range(4):  # it draws 1-2 of the 5 transforms, with probability 0.8
+        loss, _, augmented = augmented_step(brain, batch, configured)
+        assert torch.isfinite(loss) and augmented.dtype == torch.float32
 
 
 def test_validation_set_is_sorted_by_duration_and_centre_cropped(tiny_corpus, tmp_path, monkeypatch):
@@ -82,6 +110,40 @@ def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules
     assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
 
 
+def test_grad_accumulation_keeps_the_whole_batch_loss_and_gradients(tiny_corpus, tmp_path, monkeypatch):
+    """Micro-batches change the batch-norm statistics only: with batch norm on
+    its running statistics (eval mode), loss and gradients are the whole batch's."""
+    brain, batch = recipe_brain(monkeypatch, tiny_corpus, tmp_path, augment=False, batch_speakers=3)
+    brain.modules.eval()
+    losses, grads = {}, {}
+    for factor in (1, 4):  # 6 waveforms; 4 micro-batches of 2, 2, 1, 1
+        losses[factor], grads[factor] = step_gradients(brain, batch, factor)
+    assert len(grads[1]) == len(list(brain.modules.parameters())) and grads[4].keys() == grads[1].keys()
+    torch.testing.assert_close(losses[4], losses[1])
+    scale = max(grad.abs().max() for grad in grads[1].values())  # float32 summation-order noise: ~1e-7 of it
+    for name, expected in grads[1].items():
+        torch.testing.assert_close(grads[4][name], expected, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+    # In training mode each micro-batch updates the running statistics once.
+    brain.modules.train()
+    bn = next(m for m in brain.modules.embedding_model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    tracked = bn.num_batches_tracked.item()
+    brain.grad_accumulation_factor = 3
+    brain.fit_batch(batch)
+    assert bn.num_batches_tracked.item() == tracked + 3
+    brain.grad_accumulation_factor = 7
+    with pytest.raises(ValueError, match="grad_accumulation_factor=7 is larger than the batch"):
+        brain.fit_batch(batch)
+
+
+def test_run_with_grad_accumulation_resumes(tiny_corpus, tmp_path):
+    overrides = tiny_overrides(tiny_corpus, tmp_path, batch_speakers=3)
+    args = ["--grad_accumulation_factor=2"]
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=args)
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, number_of_epochs=2), extra_args=args)
+    assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
+
+
 @pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
 def test_learning_rate_warms_up_linearly_then_decays_in_steps(warmup, expected, monkeypatch):
     monkeypatch.syspath_prepend(str(RECIPE))
@@ -109,10 +171,11 @@ def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_pat
     assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
 
 
-def test_two_process_ddp_run_with_gloo(tiny_corpus, tmp_path):
+def test_two_process_ddp_run_with_gloo_and_micro_batches(tiny_corpus, tmp_path):
+    """Micro-batching under DDP: one gradient all-reduce per batch (no_sync before)."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517")
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(tiny_corpus, tmp_path, augment=False),
-               extra_args=["--distributed_backend=gloo"], launcher=launcher)
+               extra_args=["--distributed_backend=gloo", "--grad_accumulation_factor=2"], launcher=launcher)
     assert len(train_log_lines(tmp_path)) == 1
     assert len(list((tmp_path / "save").glob("CKPT+*"))) == 1
 

@@ -2,24 +2,28 @@
 
 Recipes point ``noise_folder`` / ``rir_folder`` at folders of wav files (MUSAN,
 the RIRS_NOISES set, or anything else on disk); :func:`folder_to_csv` writes the
-CSV that SpeechBrain's augmenters read. :func:`write_synthetic_noise_and_rirs`
+CSV that SpeechBrain's augmenters and :class:`speechbrain_tdy.augment.NoiseBank` read. :func:`write_synthetic_noise_and_rirs`
 makes small synthetic folders for the mini corpus, so nothing is downloaded.
 """
+import csv
 import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from speechbrain.augment.preparation import write_csv
 
 from speechbrain_tdy.atomic import atomic_path
 
 
-def folder_to_csv(folder, csv_file, max_length=None):
-    """Write SpeechBrain's augmentation CSV for every wav under ``folder``.
+def folder_to_csv(folder, csv_file):
+    """Write SpeechBrain's augmentation CSV (ID, duration, wav, wav_format,
+    wav_opts) listing every wav file under ``folder``.
 
-    Skips the work when ``csv_file`` exists. Raises FileNotFoundError naming the
-    folder if it holds no wav file.
+    Reads the headers only and leaves the recordings as they are
+    (SpeechBrain's ``write_csv`` cuts long recordings into pieces, deleting
+    the originals, and rewrites multi-channel ones as mono). Skips the work
+    when ``csv_file`` exists. Raises FileNotFoundError naming the folder if
+    it holds no wav file, and ValueError naming a file that is not mono.
     """
     if os.path.isfile(csv_file):
         return csv_file
@@ -29,9 +33,17 @@ def folder_to_csv(folder, csv_file, max_length=None):
             f"No wav files in {folder}: provide noise/RIR recordings there, or disable the "
             "augmentation that needs them (augment: False, or remove it from 'augmentations')"
         )
+    rows = []
+    for index, path in enumerate(files):
+        info = sf.info(path)
+        if info.channels != 1:
+            raise ValueError(f"{path}: {info.channels} channels; noise and RIR recordings must be mono")
+        rows.append((f"{Path(path).stem}_{index}", info.frames / info.samplerate, path, "wav", ""))
     os.makedirs(os.path.dirname(os.path.abspath(csv_file)), exist_ok=True)
-    with atomic_path(csv_file) as partial:
-        write_csv(files, partial, max_length)
+    with atomic_path(csv_file) as partial, open(partial, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["ID", "duration", "wav", "wav_format", "wav_opts"])
+        writer.writerows(rows)
     return csv_file
 
 

@@ -4,17 +4,24 @@
     python train.py hparams/tdy.yaml --data_folder=/path/to/VoxCeleb2
     torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
     python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
+    python train.py hparams/tdy.yaml --data_folder=... --grad_accumulation_factor=4
 
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
 batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
 annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
 reports the speaker classification error on held-out utterances and, every
-``eer_every_n_epochs``, the EER on the dev trial list.
+``eer_every_n_epochs``, the EER on the dev trial list; the train log also
+gives each epoch's training samples per second (of this process, from its
+second batch on). Waveform augmentation runs in float32 on the training
+device whatever ``--precision`` is; with ``grad_accumulation_factor`` N > 1
+each batch goes through the model in N micro-batches while the loss still
+sees the whole batch (see ``SpeakerBrain.fit_batch``).
 """
 import logging
 import random
 import sys
+import time
 
 import speechbrain as sb
 import torch
@@ -23,6 +30,7 @@ from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_tdy.augment import augment_waveforms
 from speechbrain_tdy.dataio.audio import crop_samples, random_crop, read_segment
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
@@ -43,12 +51,75 @@ class SpeakerBrain(sb.core.Brain):
         feat_lens = self.modules.compute_features.frame_lengths(lens, wavs.shape[1])
         return self.modules.embedding_model(feats, feat_lens).squeeze(1)
 
+    def training_waveforms(self, batch):
+        """The batch's waveforms (batch', samples') on the device, augmented in
+        float32 when ``augment`` is on, and their relative lengths (batch',)."""
+        wavs, lens = batch.to(self.device, non_blocking=True).sig
+        if self.hparams.augment:
+            wavs, lens = augment_waveforms(self.hparams.wav_augment, wavs, lens)
+        return wavs, lens
+
     def compute_forward(self, batch, stage):
-        batch = batch.to(self.device)
-        wavs, lens = batch.sig
-        if stage == sb.Stage.TRAIN and self.hparams.augment:
-            wavs, lens = self.hparams.wav_augment(wavs, lens)
+        if stage == sb.Stage.TRAIN:
+            return self.embed(*self.training_waveforms(batch))
+        wavs, lens = batch.to(self.device, non_blocking=True).sig
         return self.embed(wavs, lens)
+
+    def fit_batch(self, batch):
+        """One optimizer step on one batch; returns the detached loss.
+
+        With ``grad_accumulation_factor`` N > 1 the batch goes through the
+        embedding model in N micro-batches, but the loss still sees the whole
+        batch: the angular prototypical term takes all the batch's other
+        speakers as negatives, so summing per-micro-batch losses would change
+        the objective. Gradient caching keeps it:
+
+        1. embed the N micro-batches without autograd -> (batch, emb_dim);
+        2. compute the loss on all these embeddings, backpropagate it to the
+           loss head and to the embeddings (their gradient, batch x emb_dim);
+        3. embed each micro-batch again with autograd and backpropagate its
+           rows of that gradient into the model.
+
+        The parameter gradients are the whole batch's, except that batch norm
+        normalises each micro-batch with its own statistics (the first pass
+        leaves the modules' buffers as it found them, so running statistics
+        are updated once per micro-batch). Activation memory is that of one
+        micro-batch, at the cost of one more forward pass. The embedding model
+        must be deterministic (no dropout), so that both passes agree. Unlike
+        SpeechBrain's own accumulation over N successive batches, the
+        optimizer steps after every batch.
+        """
+        n_micro = self.grad_accumulation_factor
+        if n_micro == 1:
+            return super().fit_batch(batch)
+        self.on_fit_batch_start(batch, True)
+        wavs, lens = self.training_waveforms(batch)
+        if n_micro > len(wavs):
+            raise ValueError(f"grad_accumulation_factor={n_micro} is larger than the batch ({len(wavs)} waveforms)")
+        wav_parts, len_parts = wavs.tensor_split(n_micro), lens.tensor_split(n_micro)
+
+        saved_buffers = [(buffer, buffer.clone()) for buffer in self.modules.buffers()]
+        with torch.no_grad(), self.training_ctx:
+            cached = torch.cat([self.embed(w, l) for w, l in zip(wav_parts, len_parts)])
+        for buffer, saved in saved_buffers:
+            buffer.copy_(saved)
+
+        cached.requires_grad_()
+        with self.training_ctx:
+            loss = self.compute_objectives(cached, batch, sb.Stage.TRAIN)
+        scaled_loss = self.scaler.scale(loss)
+        self.check_loss_isfinite(scaled_loss)
+        scaled_loss.backward()
+
+        grad_parts = cached.grad.tensor_split(n_micro)
+        for k, (w, l, grad) in enumerate(zip(wav_parts, len_parts, grad_parts)):
+            with self.no_sync(k < n_micro - 1):  # DDP: all-reduce once, after the last micro-batch
+                with self.training_ctx:
+                    embeddings = self.embed(w, l)
+                embeddings.backward(grad)
+        self.optimizers_step()
+        self.on_fit_batch_end(batch, cached, loss, True)
+        return loss.detach().cpu()
 
     def compute_objectives(self, embeddings, batch, stage):
         targets = batch.spk_id_encoded.data.squeeze(1)
@@ -84,12 +155,23 @@ class SpeakerBrain(sb.core.Brain):
                 self.epoch_meta["temperature"] = temperature
             if self.hparams.batch_sampler is not None:
                 self.hparams.batch_sampler.set_epoch(epoch)
+            self.clock_start, self.clock_samples = None, 0
         else:
             self.error_metrics = self.hparams.error_stats()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Time the epoch's training from the end of its first batch (so
+        without the DataLoader's start): samples per second of this process."""
+        if self.clock_start is None:
+            self.clock_start = time.perf_counter()
+        else:
+            self.clock_samples += batch.batchsize
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
+            if self.clock_samples:
+                stats["samples_per_s"] = self.clock_samples / (time.perf_counter() - self.clock_start)
             self.train_stats = stats
             return
         stats["ErrorRate"] = self.error_metrics.summarize("average")
@@ -175,15 +257,18 @@ def dataio_prep(hparams):
 
 
 def prepare_augmentation(hparams):
-    """CSV files for AddNoise / AddReverb from the local noise and RIR folders."""
+    """CSV files for the NoiseBank / AddReverb from the local noise and RIR folders."""
     if not hparams["augment"]:
         return
     for folder_key, csv_key in (("noise_folder", "noise_annotation"), ("rir_folder", "rir_annotation")):
         if hparams.get(folder_key):
-            folder_to_csv(hparams[folder_key], hparams[csv_key], hparams.get("augment_max_length"))
+            folder_to_csv(hparams[folder_key], hparams[csv_key])
 
 
-def main(argv):
+def setup(argv):
+    """Everything ``main`` does before training: parse ``argv`` (train.py's
+    command line), prepare the data, build the Brain. Returns the Brain and
+    the keyword arguments of its ``fit``."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, overrides)
@@ -225,14 +310,21 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    # Page-locked batches, so that compute_forward's copy to the GPU does not block.
+    train_loader_kwargs["pin_memory"] = brain.device_type == "cuda"
     brain.dev_trials = read_trials(hparams["dev_verification_file"]) if hparams.get("dev_verification_file") else None
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
+    return brain, dict(
+        epoch_counter=brain.hparams.epoch_counter,
+        train_set=train_data,
+        valid_set=valid_data,
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_options"],
     )
+
+
+def main(argv):
+    brain, fit_kwargs = setup(argv)
+    brain.fit(**fit_kwargs)
 
 
 if __name__ == "__main__":
