@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from speechbrain_tdy.dataio.audio import read_segment
+from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.verification import error_rates
 
 from recipe_utils import RECIPE, TINY, run_script, train_log_lines
@@ -196,3 +197,40 @@ def test_export_of_a_run_without_checkpoint_is_refused(tiny_corpus, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "has no checkpoint to export" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _csv_wavs(*csvs):
+    return {"/".join(row["wav"].split("/")[-3:]) for path in csvs for row in load_manifest(path).values()}
+
+
+def test_closed_set_run_trains_on_trial_speakers_but_not_on_trial_files(tiny_corpus, tmp_path):
+    test_speakers = {line.split()[1].split("/")[0] for line in (tiny_corpus / "veri_test.txt").read_text().splitlines()}
+    files = {s: sorted(str(p.relative_to(tiny_corpus / "wav")) for p in (tiny_corpus / "wav" / s).rglob("*.wav"))
+             for s in test_speakers}
+    closed = tmp_path / "closed_trials.txt"  # 2 of the 8 recordings of each test speaker
+    a, b = sorted(test_speakers)
+    closed.write_text(f"1 {files[a][0]} {files[a][1]}\n0 {files[a][0]} {files[b][0]}\n1 {files[b][0]} {files[b][1]}\n")
+    run = tmp_path / "run"
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(
+        tiny_corpus, run, verification_file=closed, exclude_trial_speakers=False, augment=False))
+    trained = _csv_wavs(run / "save" / "train.csv", run / "save" / "dev.csv")
+    scored = {p for line in closed.read_text().splitlines() for p in line.split()[1:]}
+    scored |= {p for line in (tiny_corpus / "veri_dev.txt").read_text().splitlines() for p in line.split()[1:]}
+    assert not trained & scored
+    assert {p for s in test_speakers for p in files[s][2:]} <= trained  # the test speakers' other recordings
+    result = run_script("verify.py", "hparams/verification.yaml",
+                        {"train_output_folder": run, "data_folder": tiny_corpus, "verification_file": closed})
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n_trials"] == 3
+
+
+def test_verify_refuses_a_list_whose_files_were_trained_on(tiny_corpus, tmp_path):
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml",
+               tiny_overrides(tiny_corpus, tmp_path, verification_file="null", dev_verification_file="null",
+                              number_of_epochs=0))
+    assert _csv_wavs(tmp_path / "save" / "train.csv") & {
+        p for line in (tiny_corpus / "veri_test.txt").read_text().splitlines() for p in line.split()[1:]}
+    result = run_script("verify.py", "hparams/verification.yaml",
+                        {"train_output_folder": tmp_path, "data_folder": tiny_corpus}, check=False)
+    assert result.returncode != 0
+    assert "of the files that" in result.stderr and "veri_test.txt scores" in result.stderr
+    assert not (tmp_path / "verification" / "results.json").exists()

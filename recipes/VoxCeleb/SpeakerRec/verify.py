@@ -32,6 +32,7 @@ from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.training_run import load_training_run
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
+from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
 
 matplotlib.use("Agg")
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ def main(argv):
         save_atomically(cohort, Path(hparams["train_output_folder"]) / "cohort_embeddings.pt")
 
     def score_list(trial_file):
+        check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],
+                                    [train_hparams["train_annotation"], train_hparams["valid_annotation"]])
         trials = read_trials(trial_file)
         embeddings = embed_files(
             embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"], crop_length,
