@@ -1,10 +1,12 @@
 """The VoxCeleb recipe end to end: train.py and verify.py as a user runs them."""
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import yaml
 
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.manifest import load_manifest
+from speechbrain_tdy.nnet import TemperatureScheduler
 from speechbrain_tdy.verification import error_rates
 
 from recipe_utils import RECIPE, TINY, run_script, train_log_lines
@@ -30,9 +33,10 @@ def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra)
 
 @pytest.mark.parametrize("hparams", HPARAMS)
 def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
-    run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
+    result = run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
     (log,) = train_log_lines(tmp_path)
-    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log
+    assert "epoch: 1" in log and "valid speaker-classification error: " in log and "valid EER" in log
+    assert "cannot save figures" not in result.stdout + result.stderr
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
@@ -72,15 +76,45 @@ def epoch_and(field, line):
     return int(fields["epoch"]), float(fields[field])
 
 
-def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
+def steps_per_epoch(output_folder):
+    """Training batches per epoch of a TINY run (2 speakers x 2 utterances per batch)."""
+    per_speaker = collections.Counter(row["spk_id"] for row in load_manifest(output_folder / "save" / "train.csv").values())
+    return sum(count // 2 for count in per_speaker.values()) // 2
+
+
+def end_of_epoch_temperatures(n_epochs, steps):
+    """(epoch, temperature of its last step) of the default schedule, as the train log writes them."""
+    return [(epoch, float(f"{TemperatureScheduler().at(epoch, steps - 1, steps):.2f}")) for epoch in range(1, n_epochs + 1)]
+
+
+def test_resumed_run_continues_the_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
     script_args = tiny_overrides(tiny_corpus, tmp_path, augment=False, lr=0.002, lr_decay=0.5, lr_decay_every=2,
                                  lr_warmup_epochs=1)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", script_args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(script_args, number_of_epochs=3))
     lines = train_log_lines(tmp_path)
-    assert [epoch_and("temperature", line) for line in lines] == [(1, 31.0), (2, 28.0), (3, 25.0)]
+    steps = steps_per_epoch(tmp_path)
+    assert steps >= 4
+    # annealed at every step: 31 - 3 (steps - 1) / steps at the end of epoch 1, and so on
+    assert [epoch_and("temperature", line) for line in lines] == end_of_epoch_temperatures(3, steps)
     # warm-up, full, decayed
     assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
+
+
+def test_every_training_step_sets_its_own_temperature(monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPE))
+    import train
+    from speechbrain_tdy.nnet import TDYConv2d
+
+    layer = TDYConv2d(2, 2, 3, freq_size=4)
+    brain = types.SimpleNamespace(hparams=types.SimpleNamespace(temperature_scheduler=TemperatureScheduler()),
+                                  modules=types.SimpleNamespace(embedding_model=layer), epoch_meta={"epoch": 2},
+                                  steps_per_epoch=10)
+    temperatures = []
+    for brain.step in range(1, 11):  # Brain counts the batches of an epoch from 1
+        train.SpeakerBrain.on_fit_batch_start(brain, batch=None, should_step=True)
+        temperatures.append(layer.temperature)
+    assert temperatures == pytest.approx([28.0 - 0.3 * i for i in range(10)])
 
 
 @pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
@@ -107,7 +141,8 @@ def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_pat
     process.wait()
     assert not (tmp_path / "train_log.txt").exists() or not train_log_lines(tmp_path), "killed during epoch 1"
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides)
-    assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
+    lines = train_log_lines(tmp_path)
+    assert [epoch_and("temperature", line) for line in lines] == end_of_epoch_temperatures(2, steps_per_epoch(tmp_path))
 
 
 def test_two_process_ddp_run_with_gloo(tiny_corpus, tmp_path):
@@ -125,6 +160,8 @@ def test_verify_writes_scores_results_and_det_curve(tiny_corpus, tmp_path):
     result = run_script("verify.py", "hparams/verification.yaml", {
         "train_output_folder": train, "data_folder": tiny_corpus, "dev_verification_file": tiny_corpus / "veri_dev.txt",
     })
+    # the only checkpoint trained at temperature 1 (31, 21, 11, 1 at the starts of the epochs) is scored
+    assert "epoch 4, trained at temperature 1 (scored at 1), dev speaker-classification error" in result.stdout
     results = json.loads((train / "verification" / "results.json").read_text())
     n_trials = len((tiny_corpus / "veri_test.txt").read_text().split("\n")) - 1
     assert results["n_trials"] == n_trials
