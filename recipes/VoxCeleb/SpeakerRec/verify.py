@@ -30,7 +30,7 @@ from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.inference.long_audio import embed_waveforms
-from speechbrain_tdy.training_run import load_training_run
+from speechbrain_tdy.training_run import INFERENCE_TEMPERATURE, load_training_run
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
 
@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 def load_trained_model(train_output_folder, data_folder, device):
     """Embedding function (wavs, relative lengths) -> embeddings of the best
     checkpoint of a train.py run, and the run's hyperparameters."""
-    train_hparams, _ = load_training_run(train_output_folder, {"data_folder": data_folder})
+    train_hparams, checkpoint = load_training_run(train_output_folder, {"data_folder": data_folder})
+    print(describe_checkpoint(checkpoint, train_hparams["epoch_counter"].current), flush=True)
     compute_features = train_hparams["compute_features"].to(device)
     embedding_model = train_hparams["embedding_model"].to(device)
 
@@ -49,6 +50,32 @@ def load_trained_model(train_output_folder, data_folder, device):
         return embed_waveforms(compute_features, embedding_model, wavs.to(device), lens.to(device)).squeeze(1)
 
     return embed, train_hparams
+
+
+def describe_checkpoint(checkpoint, epoch):
+    """One line saying which checkpoint is scored: its folder, the epoch it ends
+    (``epoch``, from the recovered epoch counter) and its metadata.
+
+    >>> from pathlib import Path
+    >>> from speechbrain.utils.checkpoints import Checkpoint
+    >>> meta = {"temperature": 1.0, "ErrorRate": 0.25, "EER": 8.5, "end-of-epoch": True}
+    >>> describe_checkpoint(Checkpoint(Path("save/CKPT+x"), meta, {}), 11)
+    'Scoring checkpoint save/CKPT+x: epoch 11, trained at temperature 1 (scored at 1), dev speaker-classification error 0.250, dev EER 8.50%'
+    >>> describe_checkpoint(None, 0)
+    'Scoring an untrained model: the run has no checkpoint'
+    """
+    if checkpoint is None:
+        return "Scoring an untrained model: the run has no checkpoint"
+    meta = checkpoint.meta
+    parts = [f"Scoring checkpoint {checkpoint.path}: epoch {epoch}"
+             + ("" if meta.get("end-of-epoch", True) else " (saved within the epoch)")]
+    if "temperature" in meta:
+        parts.append(f"trained at temperature {meta['temperature']:g} (scored at {INFERENCE_TEMPERATURE:g})")
+    if "ErrorRate" in meta:
+        parts.append(f"dev speaker-classification error {meta['ErrorRate']:.3f}")
+    if "EER" in meta:
+        parts.append(f"dev EER {meta['EER']:.2f}%")
+    return ", ".join(parts)
 
 
 def trial_files(trials):
