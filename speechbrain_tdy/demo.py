@@ -1,6 +1,6 @@
 """The README's main job: mini corpus -> train TDY-ResNet-34 (x0.25) -> verify -> export.
 
-    python -m speechbrain_tdy.demo [--output demo_output] [--epochs N]
+    python -m speechbrain_tdy.demo [--output demo_output] [--seed N] [--epochs N]
 
 Runs the VoxCeleb recipe exactly as a user would (``train.py`` and
 ``verify.py`` with their hparams files and command-line overrides), on a
@@ -52,6 +52,8 @@ def run(script, hparams, overrides):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo_output", help="folder for corpus, models and results")
+    parser.add_argument("--seed", type=int, default=1986,
+                        help="seed of the training run (initialisation, crops, batches); the corpus is always the same")
     parser.add_argument("--epochs", type=int, default=DEMO_OVERRIDES["number_of_epochs"])
     parser.add_argument("--speakers", type=int, default=None, help="training speakers of the mini corpus")
     args = parser.parse_args(argv)
@@ -64,12 +66,19 @@ def main(argv=None):
 
     if not (corpus / "veri_test.txt").is_file():
         kwargs = {} if args.speakers is None else {"n_speakers": args.speakers}
-        generate_corpus(corpus, workers=os.cpu_count() or 1, **kwargs)
+        print(f"Writing the mini corpus to {corpus}", flush=True)
+
+        def progress(done, total):
+            if done % 10 == 0 or done == total:
+                print(f"  {done}/{total} speakers written ({time.time() - start:.0f} s)", flush=True)
+
+        generate_corpus(corpus, workers=os.cpu_count() or 1, progress=progress, **kwargs)
     if not (corpus / "rir").is_dir():
         write_synthetic_noise_and_rirs(corpus)
 
     overrides = dict(
-        DEMO_OVERRIDES, number_of_epochs=args.epochs, data_folder=corpus, dev_verification_file=corpus / "veri_dev.txt",
+        DEMO_OVERRIDES, seed=args.seed, number_of_epochs=args.epochs, data_folder=corpus,
+        dev_verification_file=corpus / "veri_dev.txt",
         eer_every_n_epochs=args.epochs,  # dev EER once, at the last epoch
     )
     trained, untrained = output / "tdy_resnet34_quarter", output / "untrained"

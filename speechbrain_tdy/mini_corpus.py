@@ -29,6 +29,7 @@ files. Difficulty knobs: ``speaker_spread`` (how different voices are) and
 :func:`baseline_eers` measures a naive and a simple learned baseline.
 """
 import argparse
+import contextlib
 import functools
 import itertools
 import json
@@ -321,7 +322,7 @@ def split_speakers(n_speakers, n_dev=None, n_test=None):
 
 def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None, n_test=None, sessions=(2, 4),
                     durations=(3.0, 8.0), speaker_spread=3.0, channel_strength=0.3, trials_per_utterance=2,
-                    verbose=False, workers=1):
+                    verbose=False, workers=1, progress=None):
     """Write the corpus to ``out_dir`` and return a summary dict.
 
     Arguments
@@ -351,6 +352,8 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
         Print progress per speaker.
     workers : int
         Processes that write speakers in parallel; the files do not depend on it.
+    progress : callable or None
+        Called as ``progress(done, total)`` after each speaker is written.
 
     Returns
     -------
@@ -368,11 +371,13 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
         speaker_spread=speaker_spread, channel_strength=channel_strength,
     )
     jobs = list(enumerate(seeds[:n_speakers]))
-    if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            written = pool.starmap(write, jobs)
-    else:
-        written = itertools.starmap(write, jobs)
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+            written = pool.imap(_write_speaker_job, [(write, job) for job in jobs])  # in order, as they finish
+        else:
+            written = itertools.starmap(write, jobs)
+        written = list(_reporting(written, n_speakers, progress))
     split = {"train": [], "dev": [], "test": []}
     listed = {"dev": [], "test": []}
     total_samples = 0
@@ -400,6 +405,20 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     wall = time.perf_counter() - start_time
     summary.update(wall_seconds=wall, realtime_factor=total_samples / SAMPLE_RATE / wall)
     return summary
+
+
+def _reporting(results, total, progress):
+    """Yield ``results``, calling ``progress(done, total)`` after each one."""
+    for done, result in enumerate(results, start=1):
+        if progress is not None:
+            progress(done, total)
+        yield result
+
+
+def _write_speaker_job(job):
+    """``write(*args)`` for ``job = (write, args)``: one picklable argument for ``Pool.imap``."""
+    write, args = job
+    return write(*args)
 
 
 def _write_speaker(out, index, seed, n_utterances, sessions, durations, speaker_spread, channel_strength):

@@ -44,12 +44,23 @@ class TrainingRun:
     def save_folder(self):
         return self.folder / "save"
 
+    @property
+    def epoch(self):
+        """Epoch the checkpoint ends (0 without checkpoint or epoch counter)."""
+        path = self.checkpoint.paramfiles.get("epoch_counter") if self.checkpoint is not None else None
+        if path is None:
+            return 0
+        try:
+            return int(Path(path).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} does not hold an epoch number") from error
+
     def checkpoint_summary(self):
         """What is scored: {"checkpoint", "epoch", "temperature", ...} or {"checkpoint": None}."""
         if self.checkpoint is None:
             return {"checkpoint": None, "untrained": True}
         meta = {key: value for key, value in self.checkpoint.meta.items() if key != "unixtime"}
-        return {"checkpoint": self.checkpoint.path.name, **meta}
+        return {"checkpoint": self.checkpoint.path.name, "epoch": self.epoch, **meta}
 
 
 def load_training_run(output_folder, allow_untrained=False):

@@ -91,7 +91,9 @@ def test_speaker_split_and_trials(corpus):
 
 def test_deterministic(corpus, tmp_path):
     out, _ = corpus
-    generate_corpus(tmp_path / "same", seed=3, workers=2, **SMALL)  # same files from parallel writers
+    calls = []  # same files from parallel writers, progress reported speaker by speaker
+    generate_corpus(tmp_path / "same", seed=3, workers=2, progress=lambda *call: calls.append(call), **SMALL)
+    assert calls == [(done, 6) for done in range(1, 7)]
     generate_corpus(tmp_path / "other", seed=4, **SMALL)
     reference = _files(out)
     same = _files(tmp_path / "same")

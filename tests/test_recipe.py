@@ -1,16 +1,20 @@
 """The VoxCeleb recipe end to end: train.py and verify.py as a user runs them."""
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
 import yaml
 
 from speechbrain_tdy.dataio.audio import read_segment
+from speechbrain_tdy.dataio.manifest import load_manifest
+from speechbrain_tdy.nnet import TemperatureScheduler
 from speechbrain_tdy.verification import error_rates
 
 from recipe_utils import (RECIPE, TINY, TRANSFORMS, augmented_step, forced_augmenter, recipe_brain, run_script,
@@ -30,9 +34,11 @@ def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra)
 
 @pytest.mark.parametrize("hparams", HPARAMS)
 def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
-    run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
+    result = run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
     (log,) = train_log_lines(tmp_path)
-    assert "epoch: 1" in log and "valid ErrorRate" in log and "valid EER" in log and "train samples_per_s" in log
+    assert "epoch: 1" in log and "valid speaker-classification error: " in log and "valid EER" in log
+    assert "train samples_per_s" in log
+    assert "cannot save figures" not in result.stdout + result.stderr
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
@@ -99,13 +105,27 @@ def epoch_and(field, line):
     return int(fields["epoch"]), float(fields[field])
 
 
-def test_resumed_run_continues_the_epoch_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
+def steps_per_epoch(output_folder):
+    """Training batches per epoch of a TINY run (2 speakers x 2 utterances per batch)."""
+    per_speaker = collections.Counter(row["spk_id"] for row in load_manifest(output_folder / "save" / "train.csv").values())
+    return sum(count // 2 for count in per_speaker.values()) // 2
+
+
+def end_of_epoch_temperatures(n_epochs, steps):
+    """(epoch, temperature of its last step) of the default schedule, as the train log writes them."""
+    return [(epoch, float(f"{TemperatureScheduler().at(epoch, steps - 1, steps):.2f}")) for epoch in range(1, n_epochs + 1)]
+
+
+def test_resumed_run_continues_the_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
     script_args = tiny_overrides(tiny_corpus, tmp_path, augment=False, lr=0.002, lr_decay=0.5, lr_decay_every=2,
                                  lr_warmup_epochs=1)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", script_args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(script_args, number_of_epochs=3))
     lines = train_log_lines(tmp_path)
-    assert [epoch_and("temperature", line) for line in lines] == [(1, 31.0), (2, 28.0), (3, 25.0)]
+    steps = steps_per_epoch(tmp_path)
+    assert steps >= 4
+    # annealed at every step: 31 - 3 (steps - 1) / steps at the end of epoch 1, and so on
+    assert [epoch_and("temperature", line) for line in lines] == end_of_epoch_temperatures(3, steps)
     # warm-up, full, decayed
     assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
 
@@ -144,6 +164,22 @@ def test_run_with_grad_accumulation_resumes(tiny_corpus, tmp_path):
     assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
 
 
+def test_every_training_step_sets_its_own_temperature(monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPE))
+    import train
+    from speechbrain_tdy.nnet import TDYConv2d
+
+    layer = TDYConv2d(2, 2, 3, freq_size=4)
+    brain = types.SimpleNamespace(hparams=types.SimpleNamespace(temperature_scheduler=TemperatureScheduler()),
+                                  modules=types.SimpleNamespace(embedding_model=layer), epoch_meta={"epoch": 2},
+                                  steps_per_epoch=10)
+    temperatures = []
+    for brain.step in range(1, 11):  # Brain counts the batches of an epoch from 1
+        train.SpeakerBrain.on_fit_batch_start(brain, batch=None, should_step=True)
+        temperatures.append(layer.temperature)
+    assert temperatures == pytest.approx([28.0 - 0.3 * i for i in range(10)])
+
+
 @pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
 def test_learning_rate_warms_up_linearly_then_decays_in_steps(warmup, expected, monkeypatch):
     monkeypatch.syspath_prepend(str(RECIPE))
@@ -168,7 +204,8 @@ def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_pat
     process.wait()
     assert not (tmp_path / "train_log.txt").exists() or not train_log_lines(tmp_path), "killed during epoch 1"
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides)
-    assert [epoch_and("temperature", line) for line in train_log_lines(tmp_path)] == [(1, 31.0), (2, 28.0)]
+    lines = train_log_lines(tmp_path)
+    assert [epoch_and("temperature", line) for line in lines] == end_of_epoch_temperatures(2, steps_per_epoch(tmp_path))
 
 
 def test_two_process_ddp_run_with_gloo_and_micro_batches(tiny_corpus, tmp_path):
@@ -187,6 +224,8 @@ def test_verify_writes_scores_results_and_det_curve(tiny_corpus, tmp_path):
     result = run_script("verify.py", "hparams/verification.yaml", {
         "train_output_folder": train, "data_folder": tiny_corpus, "dev_verification_file": tiny_corpus / "veri_dev.txt",
     })
+    # the only checkpoint trained at temperature 1 (31, 21, 11, 1 at the starts of the epochs) is scored
+    assert "epoch 4, trained at temperature 1 (scored at 1), dev speaker-classification error" in result.stdout
     results = json.loads((train / "verification" / "results.json").read_text())
     n_trials = len((tiny_corpus / "veri_test.txt").read_text().split("\n")) - 1
     assert results["n_trials"] == n_trials
@@ -259,3 +298,41 @@ def test_export_of_a_run_without_checkpoint_is_refused(tiny_corpus, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "No checkpoint in" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _csv_wavs(*csvs):
+    return {"/".join(row["wav"].split("/")[-3:]) for path in csvs for row in load_manifest(path).values()}
+
+
+def test_closed_set_run_trains_on_trial_speakers_but_not_on_trial_files(tiny_corpus, tmp_path):
+    test_speakers = {line.split()[1].split("/")[0] for line in (tiny_corpus / "veri_test.txt").read_text().splitlines()}
+    files = {s: sorted(str(p.relative_to(tiny_corpus / "wav")) for p in (tiny_corpus / "wav" / s).rglob("*.wav"))
+             for s in test_speakers}
+    closed = tmp_path / "closed_trials.txt"  # 2 of the 8 recordings of each test speaker
+    a, b = sorted(test_speakers)
+    closed.write_text(f"1 {files[a][0]} {files[a][1]}\n0 {files[a][0]} {files[b][0]}\n1 {files[b][0]} {files[b][1]}\n")
+    run = tmp_path / "run"
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(
+        tiny_corpus, run, verification_file=closed, exclude_trial_speakers=False, augment=False))
+    trained = _csv_wavs(run / "save" / "train.csv", run / "save" / "dev.csv")
+    scored = {p for line in closed.read_text().splitlines() for p in line.split()[1:]}
+    scored |= {p for line in (tiny_corpus / "veri_dev.txt").read_text().splitlines() for p in line.split()[1:]}
+    assert not trained & scored
+    assert {p for s in test_speakers for p in files[s][2:]} <= trained  # the test speakers' other recordings
+    result = run_script("verify.py", "hparams/verification.yaml",
+                        {"train_output_folder": run, "data_folder": tiny_corpus, "verification_file": closed})
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n_trials"] == 3
+
+
+def test_verify_refuses_a_list_whose_files_were_trained_on(tiny_corpus, tmp_path):
+    run_script("train.py", "hparams/tdy_resnet34_quarter.yaml",
+               tiny_overrides(tiny_corpus, tmp_path, verification_file="null", dev_verification_file="null",
+                              number_of_epochs=0))
+    assert _csv_wavs(tmp_path / "save" / "train.csv") & {
+        p for line in (tiny_corpus / "veri_test.txt").read_text().splitlines() for p in line.split()[1:]}
+    result = run_script("verify.py", "hparams/verification.yaml",
+                        {"train_output_folder": tmp_path, "data_folder": tiny_corpus, "allow_untrained": True},
+                        check=False)
+    assert result.returncode != 0
+    assert "of the files that" in result.stderr and "veri_test.txt scores" in result.stderr
+    assert not (tmp_path / "verification" / "results.json").exists()

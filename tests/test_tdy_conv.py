@@ -97,6 +97,21 @@ def test_temperature_schedule_goes_31_to_1_by_3():
     assert [temperature_at_epoch(e) for e in range(1, 13)] == [31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 1]
 
 
+def test_per_step_schedule_follows_the_per_epoch_line_without_jumps():
+    scheduler, steps = TemperatureScheduler(), 40
+    curve = [scheduler.at(epoch, step, steps) for epoch in range(1, 13) for step in range(steps)]
+    # the paper's value at the start of every epoch, then down by 3 / steps per step, 1 from epoch 11 on
+    assert curve[::steps] == [temperature_at_epoch(epoch) for epoch in range(1, 13)]
+    assert curve[:3] == [31.0, 31.0 - 3 / steps, 31.0 - 6 / steps]
+    assert curve[10 * steps - 1] == pytest.approx(1 + 3 / steps) and set(curve[10 * steps:]) == {1.0}
+    assert max(a - b for a, b in zip(curve, curve[1:])) == pytest.approx(3 / steps)
+    staircase = TemperatureScheduler(per_step=False)
+    assert [staircase.at(epoch, step, steps) for epoch in range(1, 13) for step in range(steps)] == [
+        temperature_at_epoch(epoch) for epoch in range(1, 13) for _ in range(steps)]
+    with pytest.raises(ValueError, match=r"step must be in \[0, 40\), got 40"):
+        scheduler.at(1, 40, 40)
+
+
 def test_anneal_and_scheduler_reach_every_layer():
     from speechbrain_tdy.lobes import tdy_resnet34_quarter
 

@@ -188,3 +188,51 @@ def test_script(corpus, tmp_path, capsys):
                            "--split-ratio", "75", "25"])
     assert "train.csv" in capsys.readouterr().out
     assert (tmp_path / "cli" / "veri_test.csv").is_file()
+
+
+def _wavs_by_speaker(corpus):
+    by_speaker = {}
+    for path in sorted((corpus / "wav").rglob("*.wav")):
+        by_speaker.setdefault(path.parts[-3], []).append(str(path.relative_to(corpus / "wav")))
+    return by_speaker
+
+
+def _relpath(row):
+    return "/".join(row["wav"].split("/")[-3:])
+
+
+def test_closed_set_keeps_trial_speakers_but_never_their_trial_files(corpus, tmp_path):
+    by_speaker = _wavs_by_speaker(corpus)  # 6 speakers x 4 files
+    closed = corpus / "closed.txt"  # 2 of each speaker's files, one target and one non-target trial
+    speakers = sorted(by_speaker)
+    closed.write_text("".join(f"1 {by_speaker[s][0]} {by_speaker[s][1]}\n0 {by_speaker[s][0]} {by_speaker[o][1]}\n"
+                              for s, o in zip(speakers, speakers[1:] + speakers[:1])))
+    outputs = _prepare(corpus, tmp_path / "closed", verification_pairs_file=closed, exclude_trial_speakers=False,
+                       split_ratio=[50, 50])
+    rows = _rows(outputs["train"]) + _rows(outputs["dev"])
+    trained = {_relpath(row) for row in rows}
+    assert trained == {path for files in by_speaker.values() for path in files[2:]}
+    assert _speakers(rows) == set(speakers)
+    # the default (open set) leaves the trial speakers out altogether
+    with pytest.raises(ValueError, match="all 6 speakers are named in the verification list") as error:
+        _prepare(corpus, tmp_path / "open", verification_pairs_file=closed)
+    assert "closed.txt" in str(error.value) and "exclude_trial_speakers: False" in str(error.value)
+
+
+def test_no_file_of_a_trial_list_is_trained_on_in_either_mode(corpus, tmp_path):
+    lists = [corpus / "veri_test.txt", corpus / "veri_dev.txt"]
+    trial_files = {p for path in lists for line in path.read_text().splitlines() for p in line.split()[1:]}
+    for exclude in (True, False):
+        outputs = _prepare(corpus, tmp_path / str(exclude), exclude_trial_speakers=exclude)
+        trained = {_relpath(row) for name in ("train", "dev") for row in _rows(outputs[name])}
+        assert trained and not trained & trial_files
+
+
+def test_a_list_scoring_every_file_is_an_error_naming_the_cause(corpus, tmp_path):
+    wavs = sorted(path for files in _wavs_by_speaker(corpus).values() for path in files)
+    every_file = corpus / "every_file.txt"
+    every_file.write_text("".join(f"1 {a} {b}\n" for a, b in zip(wavs[::2], wavs[1::2])))
+    for exclude in (True, False):
+        with pytest.raises(ValueError, match="score every one of its 24 wav files") as error:
+            prepare_voxceleb(corpus, tmp_path / "s", every_file, exclude_trial_speakers=exclude)
+        assert "every_file.txt" in str(error.value)

@@ -13,6 +13,7 @@ from speechbrain_tdy.nnet.temperature import (
     anneal_temperature,
     set_temperature,
     temperature_at_epoch,
+    temperature_at_progress,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "set_recompute",
     "set_temperature",
     "temperature_at_epoch",
+    "temperature_at_progress",
 ]

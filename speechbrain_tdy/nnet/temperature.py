@@ -1,7 +1,11 @@
 """Temperature of the TDY attention softmax and its annealing schedule.
 
 Training starts at temperature 31 (nearly uniform mixing of the K kernels) and
-lowers it by 3 after every epoch until it reaches 1; inference uses 1.
+lowers it by 3 per epoch until it reaches 1; inference uses 1. The authors
+lower it in one step after every epoch; :class:`TemperatureScheduler` by
+default follows the same line per training step (31 at the start of epoch 1,
+28 at the start of epoch 2, ..., 1 from the start of epoch 11), so that the
+attention, and the batch-norm statistics that follow it, never jump.
 """
 from speechbrain.utils.checkpoints import (
     mark_as_loader,
@@ -42,6 +46,19 @@ def temperature_at_epoch(
     return max(float(final), float(initial) - float(step) * (epoch - 1))
 
 
+def temperature_at_progress(
+    progress, initial=INITIAL_TEMPERATURE, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE
+):
+    """Temperature after ``progress`` epochs of training (a float: 0 at the
+    first step, 1.5 halfway through epoch 2); at whole numbers it is the
+    temperature of epoch ``progress + 1`` in :func:`temperature_at_epoch`.
+
+    >>> [temperature_at_progress(p) for p in (0, 0.5, 1, 9.5, 10, 12.25)]
+    [31.0, 29.5, 28.0, 2.5, 1.0, 1.0]
+    """
+    return max(float(final), float(initial) - float(step) * float(progress))
+
+
 def anneal_temperature(model, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE):
     """Lower every TDY layer's temperature by ``step``, not below ``final``.
 
@@ -55,13 +72,22 @@ def anneal_temperature(model, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE):
 
 @register_checkpoint_hooks
 class TemperatureScheduler:
-    """Epoch-wise temperature schedule that is saved in SpeechBrain checkpoints,
-    so that a resumed run continues where it stopped.
+    """Temperature schedule of training, saved in SpeechBrain checkpoints.
+
+    The temperature of epoch ``e`` (1-based) starts at ``initial - step * (e - 1)``
+    (not below ``final``). With ``per_step`` it falls linearly within the
+    epoch, so that step ``i`` of ``n`` (0-based) of epoch ``e`` uses
+    :func:`temperature_at_progress` ``(e - 1 + i / n)``; without it the whole
+    epoch keeps its start temperature (the authors' staircase). Either way
+    the temperature is a function of (epoch, step), so a resumed run continues
+    the schedule; ``current`` (the last one set) is saved for the record.
 
     Arguments
     ---------
     initial, step, final : float
-        Temperature of the first epoch, decrease per epoch, and floor.
+        Temperature at the start of epoch 1, decrease per epoch, and floor.
+    per_step : bool
+        Anneal at every training step (default) or once per epoch.
 
     Example
     -------
@@ -70,20 +96,33 @@ class TemperatureScheduler:
     >>> scheduler = TemperatureScheduler()
     >>> scheduler(layer, epoch=3)
     25.0
+    >>> scheduler(layer, epoch=3, step=50, steps_per_epoch=100)
+    23.5
     >>> layer.temperature
+    23.5
+    >>> TemperatureScheduler(per_step=False)(layer, epoch=3, step=50, steps_per_epoch=100)
     25.0
     """
 
-    def __init__(self, initial=INITIAL_TEMPERATURE, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE):
+    def __init__(self, initial=INITIAL_TEMPERATURE, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE, per_step=True):
         self.initial, self.step, self.final = float(initial), float(step), float(final)
+        self.per_step = bool(per_step)
         self.current = self.initial
 
-    def __call__(self, model, epoch):
-        """Set ``model``'s TDY layers to the temperature of ``epoch`` (1-based).
+    def at(self, epoch, step=0, steps_per_epoch=1):
+        """Temperature of training step ``step`` (0-based) of ``steps_per_epoch``
+        in epoch ``epoch`` (1-based)."""
+        if not 0 <= step < steps_per_epoch:
+            raise ValueError(f"step must be in [0, {steps_per_epoch}), got {step}")
+        progress = epoch - 1 + (step / steps_per_epoch if self.per_step else 0.0)
+        return temperature_at_progress(progress, self.initial, self.step, self.final)
+
+    def __call__(self, model, epoch, step=0, steps_per_epoch=1):
+        """Set ``model``'s TDY layers to the temperature of :meth:`at` ``(epoch, step, steps_per_epoch)``.
 
         Returns that temperature, or None if ``model`` has no TDY layer.
         """
-        self.current = temperature_at_epoch(epoch, self.initial, self.step, self.final)
+        self.current = self.at(epoch, step, steps_per_epoch)
         return self.current if set_temperature(model, self.current) else None
 
     @mark_as_saver

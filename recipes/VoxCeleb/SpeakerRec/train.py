@@ -9,7 +9,9 @@
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
 batches, or with SpeechBrain's AAM-softmax. The TDY softmax temperature is
-annealed per epoch (31, 28, ..., 1) and saved in every checkpoint; validation
+annealed at every step along the paper's per-epoch line (31 at the start of
+epoch 1, 28 at the start of epoch 2, ..., 1 from epoch 11 on; see
+``speechbrain_tdy.nnet.TemperatureScheduler``); validation
 reports the speaker classification error on held-out utterances and, every
 ``eer_every_n_epochs``, the EER on the dev trial list; the train log also
 gives each epoch's training samples per second (of this process, from its
@@ -40,6 +42,9 @@ from speechbrain_tdy.training_run import checkpoint_preference
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 
 logger = logging.getLogger(__name__)
+
+#: Name of the dev speaker-classification error in the train log.
+CLASSIFICATION_ERROR = "speaker-classification error"
 
 
 class SpeakerBrain(sb.core.Brain):
@@ -144,6 +149,20 @@ class SpeakerBrain(sb.core.Brain):
             if any(p.requires_grad for p in module.parameters()):
                 self.modules[name] = DistributedDataParallel(module, find_unused_parameters=self.find_unused_parameters)
 
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """As Brain's, remembering the number of training steps per epoch (for the temperature)."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = len(loader)
+        return loader
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the TDY temperature of this step: ``self.step`` counts this
+        epoch's batches from 1 (and is restored with an intra-epoch checkpoint)."""
+        self.hparams.temperature_scheduler(
+            self.modules.embedding_model, self.epoch_meta["epoch"], self.step - 1, self.steps_per_epoch
+        )
+
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             temperature = self.hparams.temperature_scheduler(self.modules.embedding_model, epoch)
@@ -173,8 +192,12 @@ class SpeakerBrain(sb.core.Brain):
             if self.clock_samples:
                 stats["samples_per_s"] = self.clock_samples / (time.perf_counter() - self.clock_start)
             self.train_stats = stats
+            if "temperature" in self.epoch_meta:  # the temperature of the epoch's last step, used by validation
+                self.epoch_meta["temperature"] = self.hparams.temperature_scheduler.current
             return
-        stats["ErrorRate"] = self.error_metrics.summarize("average")
+        # Top-1 error of the loss head's speaker classifier on the dev utterances
+        # (of training speakers), not a verification error rate.
+        stats[CLASSIFICATION_ERROR] = self.error_metrics.summarize("average")
         if stage == sb.Stage.VALID:
             last_epoch = epoch == self.hparams.number_of_epochs
             if self.dev_trials is not None and (epoch % self.hparams.eer_every_n_epochs == 0 or last_epoch):
@@ -182,7 +205,7 @@ class SpeakerBrain(sb.core.Brain):
             self.hparams.train_logger.log_stats(
                 stats_meta=self.epoch_meta, train_stats=self.train_stats, valid_stats=stats
             )
-            meta = {"ErrorRate": stats["ErrorRate"]}
+            meta = {"ErrorRate": stats[CLASSIFICATION_ERROR]}
             meta.update({key: stats[key] for key in ("EER", "minDCF", "threshold") if key in stats})
             if "temperature" in self.epoch_meta:
                 meta["temperature"] = self.epoch_meta["temperature"]

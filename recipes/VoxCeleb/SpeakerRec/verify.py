@@ -36,8 +36,9 @@ from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.inference.long_audio import embed_waveforms
-from speechbrain_tdy.training_run import load_training_run
+from speechbrain_tdy.training_run import INFERENCE_TEMPERATURE, load_training_run
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
+from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
 
 matplotlib.use("Agg")
 logger = logging.getLogger(__name__)
@@ -49,12 +50,38 @@ def load_trained_model(train_output_folder, device, allow_untrained=False):
     run = load_training_run(train_output_folder, allow_untrained)
     compute_features = run.compute_features.to(device)
     embedding_model = run.embedding_model.to(device)
-    logger.info("Scoring %s", run.checkpoint_summary())
+    print(describe_checkpoint(run.checkpoint, run.epoch), flush=True)
 
     def embed(wavs, lens):
         return embed_waveforms(compute_features, embedding_model, wavs.to(device), lens.to(device)).squeeze(1)
 
     return embed, run
+
+
+def describe_checkpoint(checkpoint, epoch):
+    """One line saying which checkpoint is scored: its folder, the epoch it ends
+    (``epoch``, from the recovered epoch counter) and its metadata.
+
+    >>> from pathlib import Path
+    >>> from speechbrain.utils.checkpoints import Checkpoint
+    >>> meta = {"temperature": 1.0, "ErrorRate": 0.25, "EER": 8.5, "end-of-epoch": True}
+    >>> describe_checkpoint(Checkpoint(Path("save/CKPT+x"), meta, {}), 11)
+    'Scoring checkpoint save/CKPT+x: epoch 11, trained at temperature 1 (scored at 1), dev speaker-classification error 0.250, dev EER 8.50%'
+    >>> describe_checkpoint(None, 0)
+    'Scoring an untrained model: the run has no checkpoint'
+    """
+    if checkpoint is None:
+        return "Scoring an untrained model: the run has no checkpoint"
+    meta = checkpoint.meta
+    parts = [f"Scoring checkpoint {checkpoint.path}: epoch {epoch}"
+             + ("" if meta.get("end-of-epoch", True) else " (saved within the epoch)")]
+    if "temperature" in meta:
+        parts.append(f"trained at temperature {meta['temperature']:g} (scored at {INFERENCE_TEMPERATURE:g})")
+    if "ErrorRate" in meta:
+        parts.append(f"dev speaker-classification error {meta['ErrorRate']:.3f}")
+    if "EER" in meta:
+        parts.append(f"dev EER {meta['EER']:.2f}%")
+    return ", ".join(parts)
 
 
 def trial_files(trials):
@@ -100,6 +127,8 @@ def main(argv):
         save_atomically(cohort, run_folder / "cohort_embeddings.pt")
 
     def score_list(trial_file):
+        check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],
+                                    [run.save_folder / "train.csv", run.save_folder / "dev.csv"])
         trials = read_trials(trial_file)
         embeddings = embed_files(
             embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"], crop_length,

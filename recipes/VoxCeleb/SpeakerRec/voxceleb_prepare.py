@@ -4,10 +4,14 @@ Writes SpeechBrain CSV files (columns ``ID, duration, wav, start, stop,
 spk_id``; ``start``/``stop`` in samples, ``duration`` in seconds) in
 ``save_folder``:
 
-- ``train.csv``, ``dev.csv``: utterances of the training speakers (the
-  speakers of the verification lists are excluded), split by utterance or by
-  speaker; whole utterances (``random_segment=True``, the dataloader crops) or
-  consecutive segments of ``seg_dur`` seconds;
+- ``train.csv``, ``dev.csv``: utterances of the training speakers, split by
+  utterance or by speaker; whole utterances (``random_segment=True``, the
+  dataloader crops) or consecutive segments of ``seg_dur`` seconds. No file
+  of a verification list is ever among them: by default the speakers of the
+  lists are excluded altogether (open set, as VoxCeleb1-O), with
+  ``exclude_trial_speakers=False`` they are kept and only the trial files
+  themselves are held out (closed set: the trials score unseen recordings of
+  training speakers);
 - ``veri_test.csv`` (every file of the trial lists), ``enrol.csv`` and
   ``test.csv`` (the files in the enrolment / test column): whole utterances,
   for embedding the trial files.
@@ -45,6 +49,7 @@ from pathlib import Path
 import soundfile as sf
 
 from speechbrain_tdy.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
 
 logger = logging.getLogger(__name__)
@@ -77,6 +82,7 @@ def prepare_voxceleb(
     skip_prep=False,
     on_bad_audio="error",
     seed=1986,
+    exclude_trial_speakers=True,
 ):
     """Prepare the CSV files for VoxCeleb speaker recognition.
 
@@ -88,8 +94,8 @@ def prepare_voxceleb(
     save_folder : str
         Where the CSV files go (created).
     verification_pairs_file : str, list of str or None
-        Trial list(s) whose speakers are excluded from training and whose files
-        get ``veri_test.csv`` / ``enrol.csv`` / ``test.csv``. Trial paths are
+        Trial list(s) whose files are held out of training and get
+        ``veri_test.csv`` / ``enrol.csv`` / ``test.csv``. Trial paths are
         looked up in the data folders' ``wav`` folders; ``None`` entries are ignored.
     splits : list of str
         Training splits to write, among "train" and "dev".
@@ -114,6 +120,10 @@ def prepare_voxceleb(
         them in ``save_folder/bad_audio.txt`` and log a warning.
     seed : int
         Seed of the train/dev split.
+    exclude_trial_speakers : bool
+        True (open set): leave out every speaker named in a trial list.
+        False (closed set): keep them, leaving out only the files the trial
+        lists name.
 
     Returns
     -------
@@ -140,7 +150,7 @@ def prepare_voxceleb(
         "verification_pairs_files": [str(Path(f).resolve()) for f in trial_files],
         "splits": splits, "split_ratio": split_ratio, "seg_dur": seg_dur, "sample_rate": sample_rate,
         "random_segment": random_segment, "split_speaker": split_speaker, "on_bad_audio": on_bad_audio,
-        "seed": seed,
+        "seed": seed, "exclude_trial_speakers": bool(exclude_trial_speakers),
     }
     fingerprint = _fingerprint(listing, trial_files)
     outputs = {name: save_folder / f"{name}.csv" for name in splits}
@@ -166,10 +176,10 @@ def prepare_voxceleb(
     for relpath in trial_paths:
         if relpath not in by_relpath:
             bad.append((relpath, f"trial file not found under {', '.join(map(str, wav_dirs))}"))
-    train_paths = sorted(
-        path for relpath, path in by_relpath.items()
-        if path.endswith(".wav") and speaker_of(relpath) not in trial_speakers
-    )
+    held_out = set(trial_paths)
+    if exclude_trial_speakers:
+        held_out |= {relpath for relpath in by_relpath if speaker_of(relpath) in trial_speakers}
+    train_paths = sorted(path for relpath, path in by_relpath.items() if path.endswith(".wav") and relpath not in held_out)
     needed = train_paths + [by_relpath[r] for r in trial_paths if r in by_relpath and r.endswith(".wav")]
     frames = {}
     for path in needed:
@@ -185,7 +195,7 @@ def prepare_voxceleb(
 
     train_paths = [p for p in train_paths if p in frames]
     if not train_paths and splits:
-        raise ValueError(f"No usable training wav files in {', '.join(map(str, wav_dirs))}")
+        raise ValueError(_nothing_to_train_on(wav_dirs, by_relpath, held_out, trial_paths, trial_files))
     rows = _split(train_paths, splits, split_ratio, split_speaker, seed)
     empty = [name for name, ratio in zip(splits, split_ratio) if ratio > 0 and not rows[name]]
     if empty:
@@ -207,6 +217,57 @@ def prepare_voxceleb(
             _write_csv(outputs[name], _rows(paths, frames, sample_rate, seg_dur, random_segment=True))
     write_text_atomically(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2))
     return {name: str(path) for name, path in outputs.items()}
+
+
+def _nothing_to_train_on(wav_dirs, by_relpath, held_out, trial_paths, trial_files):
+    """The error message when no training file is left: what took them all away."""
+    where = ", ".join(map(str, wav_dirs))
+    wavs = [relpath for relpath in by_relpath if relpath.endswith(".wav")]
+    lists = ", ".join(map(str, trial_files))
+    if not wavs:
+        return f"No training wav files in {where} (expected wav/idXXXXX/<session>/<utt>.wav)"
+    if set(wavs) <= set(trial_paths):
+        return (
+            f"No training wav files left in {where}: the verification list(s) {lists} score every one of its "
+            f"{len(wavs)} wav files, and trial files are never trained on. Give a list that leaves some "
+            "recordings of each speaker out."
+        )
+    if set(wavs) <= held_out:
+        speakers = {speaker_of(relpath) for relpath in wavs}
+        return (
+            f"No training wav files left in {where}: all {len(speakers)} speakers are named in the "
+            f"verification list(s) {lists}, and the speakers of a verification list are excluded from "
+            "training (open set). To train on them with only the trial files held out (closed set), set "
+            "exclude_trial_speakers: False (train.py --exclude_trial_speakers=False); or give a list "
+            "over other speakers."
+        )
+    left = sum(relpath not in held_out for relpath in wavs)
+    return f"No usable training wav files in {where}: the {left} not held out for trials are all bad audio"
+
+
+def check_trials_not_trained_on(trial_file, trial_wav_folder, annotations):
+    """Raise ValueError if a training CSV reads a file that ``trial_file`` scores.
+
+    Arguments
+    ---------
+    trial_file : str
+        Trial list, paths relative to ``trial_wav_folder``.
+    annotations : list of str
+        CSV manifests a model was trained (or validated) on; missing ones are skipped.
+    """
+    scored = {os.path.realpath(os.path.join(trial_wav_folder, p)): p
+              for trial in read_trials(trial_file) for p in (trial.enrol, trial.test)}
+    for annotation in annotations:
+        if not Path(annotation).is_file():
+            continue
+        trained = sorted({scored[path] for path in (os.path.realpath(row["wav"]) for row in
+                                                     load_manifest(annotation).values()) if path in scored})
+        if trained:
+            raise ValueError(
+                f"{annotation} reads {len(trained)} of the files that {trial_file} scores (e.g. {trained[0]}): "
+                "the model was trained on them and their EER would mean nothing. Train with this list as "
+                "verification_file (its files, and by default its speakers, are then held out of training)."
+            )
 
 
 def _as_list(value):
@@ -414,7 +475,8 @@ def main(argv=None):
     parser.add_argument("data_folder", nargs="+", help="VoxCeleb folder(s) with wav/idXXXXX/<session>/<utt>.wav")
     parser.add_argument("save_folder", help="where the CSV files go")
     parser.add_argument("--verification-pairs", action="append", default=None, metavar="FILE",
-                        help="trial list whose speakers are excluded from training (repeatable)")
+                        help="trial list whose files (and, unless --keep-trial-speakers, speakers) are "
+                             "held out of training (repeatable)")
     parser.add_argument("--splits", nargs="*", default=["train", "dev"], help="default: train dev")
     parser.add_argument("--split-ratio", type=float, nargs="*", default=[90, 10], help="default: 90 10")
     parser.add_argument("--split-speaker", action="store_true", help="split train/dev by speaker")
@@ -424,13 +486,15 @@ def main(argv=None):
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--on-bad-audio", choices=["error", "skip"], default="error")
     parser.add_argument("--seed", type=int, default=1986)
+    parser.add_argument("--keep-trial-speakers", action="store_true",
+                        help="closed set: train on the trial lists' speakers too, holding out only the trial files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     outputs = prepare_voxceleb(
         args.data_folder, args.save_folder, args.verification_pairs, splits=args.splits,
         split_ratio=args.split_ratio, seg_dur=args.seg_dur, sample_rate=args.sample_rate,
         random_segment=not args.fixed_segments, split_speaker=args.split_speaker,
-        on_bad_audio=args.on_bad_audio, seed=args.seed,
+        on_bad_audio=args.on_bad_audio, seed=args.seed, exclude_trial_speakers=not args.keep_trial_speakers,
     )
     for name, path in outputs.items():
         print(f"{name}: {path}")
