@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from speechbrain_tdy.inference.onnx_backend import OnnxEmbeddingModel
+from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
 
 #: ONNX opset of the export (STFT needs 17).
 OPSET = 17
@@ -171,7 +171,7 @@ def main(argv=None):
         sys.exit(f"error: {folder}: no such model folder")
     try:
         model = TDYSpeakerRecognition.from_hparams(source=str(folder), run_opts={"device": "cpu"})
-        out = export_onnx(model, args.out or folder / "embedding_model.onnx")
+        out = export_onnx(model, args.out or folder / ONNX_FILE)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"Wrote {out}")

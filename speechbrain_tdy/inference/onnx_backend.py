@@ -2,6 +2,9 @@
 with onnxruntime, as a drop-in for the PyTorch front end and embedding model."""
 import torch
 
+#: File name of a model folder's ONNX export (``python -m speechbrain_tdy.onnx``).
+ONNX_FILE = "embedding_model.onnx"
+
 
 class OnnxEmbeddingModel:
     """wavs (batch, samples), wav_lens (batch,) -> embeddings (batch, dim) with onnxruntime.
