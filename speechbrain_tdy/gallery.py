@@ -16,10 +16,10 @@ them (``--score-norm`` to choose), exactly as in ``verify_files``.
 GALLERY is a folder holding ``gallery.json`` (names, recording counts, the
 embedding size) and ``embeddings-<sha256>.npz`` (the means as a float32
 matrix, and the enrolling model's ``fingerprint()``, its embedding of a fixed
-probe signal, to refuse a gallery enrolled with another model). Nothing is pickled. Files are
-written under temporary names and renamed; ``gallery.json`` is renamed last
-and names the matrix by its checksum, so a killed command leaves the
-previous gallery intact. In Python::
+probe signal, to refuse a gallery enrolled with another model). Nothing is
+pickled. Files are written under temporary names and renamed;
+``gallery.json`` is renamed last and names the matrix by its checksum, so a
+killed command leaves the previous gallery intact. In Python::
 
     model = TDYSpeakerRecognition.from_hparams(source="my_model")
     model.gallery = SpeakerGallery.load("speakers")     # or a new SpeakerGallery()
