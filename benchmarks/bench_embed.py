@@ -23,19 +23,21 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_tdy.architectures import get_architecture
 from speechbrain_tdy.embed import embed_utterances, read_embeddings, read_inputs
 from speechbrain_tdy.inference import TDYSpeakerRecognition
-from speechbrain_tdy.model_folder import inference_hparams, write_model_folder
+from speechbrain_tdy.model_folder import write_model_folder
 
 
 def random_model_folder(out_dir, architecture="tdy_resnet34_quarter"):
     """A model folder of ``architecture`` (released settings) with random weights."""
-    hparams = load_hyperpyyaml(inference_hparams(architecture, {}))
-    front_end, encoder = hparams["compute_features"], hparams["embedding_model"].eval()
-    return write_model_folder(out_dir, architecture, {}, encoder.state_dict(),
-                              lambda wavs: encoder(front_end(wavs)).squeeze(1), "Benchmark model, random weights.\n")
+    arch = get_architecture(architecture)
+    values = arch.model_values()
+    front_end, encoder = arch.build(values)
+    encoder.eval()
+    return write_model_folder(out_dir, arch, values, encoder, lambda wavs: encoder(front_end(wavs)).squeeze(1),
+                              "Benchmark model, random weights.\n")
 
 
 def write_files(folder, count, shortest=2.0, longest=8.0, seed=0):

@@ -3,9 +3,9 @@ command, the gallery and the ONNX export."""
 import numpy as np
 import soundfile as sf
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_tdy.model_folder import inference_hparams, write_model_folder
+from speechbrain_tdy.architectures import get_architecture
+from speechbrain_tdy.model_folder import write_model_folder
 
 #: A ResNet small enough for fast tests (TDY, DTDY or static by architecture).
 TINY_RESNET = {"n_mels": 24, "emb_dim": 16, "channels": [4, 8, 8, 16], "layers": [1, 1, 1, 1]}
@@ -32,13 +32,13 @@ def write_voice(path, seconds, seed, rate=16000):
 
 
 def write_tiny_model_folder(out_dir, architecture, seed=0, **values):
-    """A model folder of ``architecture`` (an hparams/ file name) with small
+    """A model folder of ``architecture`` (a name of the registry) with small
     layers, random weights and batch-norm statistics measured on test
     signals, so that embeddings are of order 1 and differ between signals."""
-    values = dict(TINY_VGGM if "vggm" in architecture else TINY_RESNET, **values)
+    arch = get_architecture(architecture)
+    values = arch.model_values(**dict(TINY_VGGM if arch.is_vggm else TINY_RESNET, **values))
     torch.manual_seed(seed)
-    hparams = load_hyperpyyaml(inference_hparams(architecture, values))
-    front_end, encoder = hparams["compute_features"], hparams["embedding_model"]
+    front_end, encoder = arch.build(values)
     for module in encoder.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = None  # running statistics = plain averages over the batches seen
@@ -49,4 +49,4 @@ def write_tiny_model_folder(out_dir, architecture, seed=0, **values):
     def reference(wavs):
         return encoder(front_end(wavs)).squeeze(1)
 
-    return write_model_folder(out_dir, architecture, values, encoder.state_dict(), reference, "A test model.\n")
+    return write_model_folder(out_dir, arch, values, encoder, reference, "A test model.\n")

@@ -203,7 +203,7 @@ def with_bad_files(audio, tmp_path):
     sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     (tmp_path / "text.wav").write_text("hello")
     good = [str(audio / "spk2/u0.wav"), str(audio / "spk1/sess/u1.wav")]
-    bad = {"silence.wav": "digital silence", "empty.wav": "holds no samples", "text.wav": "cannot read",
+    bad = {"silence.wav": "digital silence", "empty.wav": "no samples", "text.wav": "cannot read",
            "missing.wav": "cannot read"}
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join([good[0], *bad, good[1]]) + "\n")

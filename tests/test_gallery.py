@@ -156,8 +156,8 @@ def test_identify_names_the_closest_speaker_and_unknown_below_the_threshold(mode
     assert names == ["bob", UNKNOWN]
     names, _ = model.identify(recordings["bob"][0], threshold=1.01)
     assert names == [UNKNOWN]
-    names, _ = model.identify(recordings["bob"][0])  # the model's threshold (no threshold.json: 0.25)
-    assert names == ["bob"]
+    with pytest.raises(ValueError, match="no calibrated threshold.json: pass threshold="):
+        model.identify(recordings["bob"][0])  # the model's threshold, and this one has none
 
 
 def test_score_normalisation_applies_as_in_verify_files(model_folder, recordings, tmp_path):
@@ -196,7 +196,7 @@ def test_identify_errors(model, recordings):
     with pytest.raises(ValueError, match="top_k must be at least 1"):
         model.identify(recordings["alice"][0], top_k=0)
     with pytest.raises(ValueError, match=r"waveform of shape \(samples,\), got shape \(2, 100\)"):
-        model.identify(torch.zeros(2, 100))
+        model.identify(torch.zeros(2, 100), threshold=0.5)
     with pytest.raises(ValueError, match="No recordings"):
         model.enroll("bob", [])
 
@@ -210,7 +210,7 @@ def test_command_line_enroll_list_identify_remove(model_folder, recordings, tmp_
         main([str(model_folder), gallery, "enroll", name, *files])
     main([str(model_folder), gallery, "list"])
     assert capsys.readouterr().out.splitlines()[-3:] == ["alice\t2", "bob\t2", "carol\t2"]
-    main([str(model_folder), gallery, "identify", recordings["carol"][0], "--top-k", "2", "--threshold", "-1"])
+    main([str(model_folder), gallery, "identify", recordings["carol"][0], "--top-k", "2", "--threshold", "0"])
     line = capsys.readouterr().out.strip().split("\t")
     assert line[0] == recordings["carol"][0] and len(line) == 3 and all(" " in field for field in line[1:])
     main([str(model_folder), gallery, "remove", "carol"])

@@ -262,8 +262,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             raise ValueError("The gallery is empty: enroll() speakers first")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        score_norm, threshold, top_n = self._scoring(False, score_norm, threshold)
         self._check_gallery_model()
+        score_norm, threshold, top_n = self._scoring(False, score_norm, threshold)
         embeddings = dict(zip(self.gallery.names, F.normalize(self.gallery.means(), dim=-1).to(self.device)))
         embeddings[None] = self._embed_recording(recording)
         pairs = [(name, None) for name in self.gallery.names]
