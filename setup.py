@@ -20,5 +20,8 @@ setup(
         "matplotlib",
         "huggingface_hub",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout", "hypothesis"]},
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "hypothesis"],
+        "onnx": ["onnx", "onnxruntime"],  # python -m speechbrain_tdy.onnx, backend="onnx"
+    },
 )

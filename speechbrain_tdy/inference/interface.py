@@ -12,7 +12,11 @@ the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
 normalisation).
 """
 import math
+import os
 import warnings
+from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +25,7 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
 from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, evenly_spaced_crops, load_audio, wrap_pad
+from speechbrain_tdy.gallery import UNKNOWN, SpeakerGallery
 from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.inference.model_files import (
     ModelSource,
@@ -29,8 +34,16 @@ from speechbrain_tdy.inference.model_files import (
     read_calibration,
     read_cohort,
 )
+from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
 from speechbrain_tdy.inference.safe_hparams import load_model_hparams
 from speechbrain_tdy.scoring import score_pairs
+
+#: Why classify_file/classify_batch raise.
+NO_CLASSIFIER = (
+    "TDY-CNN model folders hold a speaker embedding model without a classifier over training speakers: "
+    "use encode_batch()/embed_file() for embeddings, verify_files()/verify_batch() to compare two recordings, "
+    "or enroll() and identify() to name speakers from your own recordings"
+)
 
 
 class TDYSpeakerRecognition(SpeakerRecognition):
@@ -58,7 +71,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     MODULES_NEEDED = ["compute_features", "embedding_model"]
 
-    def __init__(self, *args, calibration=None, cohort=None, settings=None, **kwargs):
+    def __init__(self, *args, calibration=None, cohort=None, settings=None, backend="torch", onnx_file=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.calibration = calibration
         self.cohort = None if cohort is None else cohort.to(self.device)
@@ -70,6 +84,9 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         self.crop_frames = settings["crop_frames"]
         self.num_crops = settings["num_crops"]
         self.as_norm_top_n = settings["as_norm_top_n"]
+        self.onnx_model = self._onnx_model(backend, onnx_file)
+        self.gallery = SpeakerGallery()
+        self._fingerprint = None
 
     @classmethod
     def from_hparams(
@@ -137,8 +154,11 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         wavs = check_waveforms(wavs)
         wav_lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens, dtype=torch.float)
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        embeddings = embed_waveforms(self.mods.compute_features, self.mods.embedding_model, wavs, wav_lens,
-                                     self.chunk_frames, self.chunk_context_frames)
+        if self.onnx_model is not None:
+            embeddings = self.onnx_model(wavs, wav_lens).unsqueeze(1)
+        else:
+            embeddings = embed_waveforms(self.mods.compute_features, self.mods.embedding_model, wavs, wav_lens,
+                                         self.chunk_frames, self.chunk_context_frames)
         if not torch.isfinite(embeddings).all():
             bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(embeddings))[:, 0]})
             raise ValueError(f"The model gave NaN or infinite embeddings for batch items {bad}")
@@ -215,6 +235,108 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
         top_n = (self.calibration or {}).get("as_norm_top_n") or self.as_norm_top_n
         return score_norm, threshold, top_n
+
+    # Identification, backends and SpeechBrain's classifier methods -------------
+
+    def enroll(self, name, recordings):
+        """Add ``recordings`` of speaker ``name`` (new or already enrolled) to
+        ``self.gallery``: one or more audio files (any rate, mono or stereo) or
+        16-kHz waveforms (samples,). The speaker is the mean of the recordings'
+        L2-normalised embeddings (see :class:`~speechbrain_tdy.gallery.SpeakerGallery`)."""
+        if isinstance(recordings, (str, os.PathLike, torch.Tensor, np.ndarray)):
+            recordings = [recordings]
+        if not recordings:
+            raise ValueError(f"No recordings given to enrol {name!r}")
+        self._check_gallery_model()
+        self.gallery.add(name, torch.stack([self._embed_recording(item) for item in recordings]))
+
+    def identify(self, recording, top_k=1, threshold=None, score_norm="calibrated"):
+        """The ``top_k`` enrolled speakers closest to ``recording`` (an audio
+        file or a 16-kHz waveform (samples,)), best first.
+
+        Returns (names, scores (k,)): a speaker whose score is at or below the
+        threshold (None: the model's calibrated one, see :meth:`decision_threshold`)
+        is named ``"unknown"``. ``score_norm`` is as in :meth:`verify_batch`.
+        """
+        if len(self.gallery) == 0:
+            raise ValueError("The gallery is empty: enroll() speakers first")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        self._check_gallery_model()
+        score_norm, threshold, top_n = self._scoring(False, score_norm, threshold)
+        embeddings = dict(zip(self.gallery.names, F.normalize(self.gallery.means(), dim=-1).to(self.device)))
+        embeddings[None] = self._embed_recording(recording)
+        pairs = [(name, None) for name in self.gallery.names]
+        scores = score_pairs(pairs, embeddings, score_norm, self.cohort, top_n)
+        scores, order = scores.sort(descending=True)
+        names = [self.gallery.names[i] if score > threshold else UNKNOWN for i, score in zip(order.tolist(), scores)]
+        return names[:top_k], scores[:top_k]
+
+    def classify_batch(self, wavs, wav_lens=None):
+        """Not available: these models have no classifier (see :data:`NO_CLASSIFIER`)."""
+        raise NotImplementedError(NO_CLASSIFIER)
+
+    def classify_file(self, path, **kwargs):
+        """Not available: these models have no classifier (see :data:`NO_CLASSIFIER`)."""
+        raise NotImplementedError(NO_CLASSIFIER)
+
+    def _embed_recording(self, recording):
+        """L2-normalised embedding (dim,) of an audio file or a 16-kHz waveform
+        (samples,); waveforms shorter than ``min_duration`` are wrap-padded as files are."""
+        if isinstance(recording, (str, os.PathLike)):
+            return self.embed_file(recording)
+        wav = torch.as_tensor(recording, dtype=torch.float32)
+        if wav.dim() != 1 or wav.shape[0] == 0:
+            raise ValueError(f"Expected an audio file or a waveform of shape (samples,), got shape {tuple(wav.shape)}")
+        return self.encode_batch(wrap_pad(wav, self.min_samples), normalize=True)[0, 0]
+
+    def fingerprint(self):
+        """L2-normalised embedding (dim,) of a fixed 1-s probe signal: tells
+        models apart (files of embeddings and galleries keep it to refuse
+        mixing models)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.encode_batch(probe_signal(), normalize=True)[0, 0].cpu()
+        return self._fingerprint
+
+    def _check_gallery_model(self):
+        """Record this model's fingerprint in the gallery, or refuse a gallery
+        whose speakers another model enrolled."""
+        if self.gallery.fingerprint is None:
+            self.gallery.fingerprint = self.fingerprint()
+        elif not same_fingerprint(self.fingerprint(), self.gallery.fingerprint):
+            raise ValueError("The gallery's speakers were enrolled with another model (or another version of it); "
+                             "enrol them again with this one")
+
+    def _onnx_model(self, backend, onnx_file):
+        """None for ``backend="torch"``; for ``"onnx"`` the ONNX model in
+        ``onnx_file`` (the model folder's ``embedding_model.onnx``)."""
+        if backend == "torch":
+            return None
+        if backend != "onnx":
+            raise ValueError(f"Unknown backend {backend!r}; expected 'torch' or 'onnx'")
+        if str(self.device) != "cpu":
+            raise ValueError(f"backend='onnx' runs on the CPU, not on {self.device}")
+        if onnx_file is None:
+            raise ValueError(f"backend='onnx' needs onnx_file=, the model folder's {ONNX_FILE}")
+        if not Path(onnx_file).is_file():
+            raise FileNotFoundError(f"{onnx_file}: no ONNX model; write it with `python -m speechbrain_tdy.onnx "
+                                    "MODEL_FOLDER`")
+        return OnnxEmbeddingModel(onnx_file)
+
+
+def probe_signal(sample_rate=16000):
+    """The fixed 1-s signal (samples,) of :meth:`TDYSpeakerRecognition.fingerprint`:
+    a rising chirp plus a 230-Hz tone, amplitude-modulated at 3 Hz."""
+    t = torch.arange(sample_rate, dtype=torch.float64) / sample_rate
+    chirp = torch.sin(2 * math.pi * (100 + 1500 * t) * t) + 0.5 * torch.sin(2 * math.pi * 230 * t)
+    return (0.1 * chirp * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t))).float()
+
+
+def same_fingerprint(a, b, atol=1e-3):
+    """Whether two fingerprints (dim,) come from the same model (the ONNX and
+    PyTorch backends, or two devices, agree far better than ``atol``)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    return a.shape == b.shape and float((a - b).abs().max()) <= atol
 
 
 def check_waveforms(wavs):

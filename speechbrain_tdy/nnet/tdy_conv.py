@@ -68,6 +68,7 @@ class TDYAttention(nn.Module):
         self.fc1 = nn.Conv1d(width, hidden, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Conv1d(hidden, n_kernels, 3, padding=1)
+        self.in_channels, self.freq_size = in_channels, freq_size
         self.time_kernel, self.time_stride, self.time_padding = kernel_size, stride, padding
         for conv in (self.fc1, self.fc2):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
@@ -92,11 +93,11 @@ class TDYAttention(nn.Module):
         most of TDY-ResNet-34's shapes. cuDNN ran that conv2d 1.7x slower on a
         channels-last x than on a (batch, channels, freq, time) one in
         TDY-ResNet-34's first stage (H100), so elsewhere the Conv1d runs on a
-        flattened copy of x."""
+        flattened copy of x. The kernel's shape comes from the layer, not from
+        x, so that it stays constant in an ONNX export."""
         if x.device.type != "cpu":
             return self.fc1(x.flatten(1, 2))
-        _, channels, freq, _ = x.shape
-        weight = self.fc1.weight.view(self.fc1.out_channels, channels, freq, self.time_kernel)
+        weight = self.fc1.weight.view(self.fc1.out_channels, self.in_channels, self.freq_size, self.time_kernel)
         hidden = F.conv2d(x, weight, stride=(1, self.time_stride), padding=(0, self.time_padding))
         return hidden.squeeze(2)
 
