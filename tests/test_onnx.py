@@ -125,7 +125,6 @@ def test_the_onnx_backend_gives_the_same_results(tiny_folder, tmp_path):
         onnx_model.identify(b, threshold=0.5)[1].tolist(), abs=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="from_hparams does not yet pass the folder's embedding_model.onnx")
 def test_from_hparams_finds_the_folders_onnx_file(tiny_folder):
     model = TDYSpeakerRecognition.from_hparams(source=str(tiny_folder), backend="onnx")
     assert model.onnx_model is not None

@@ -18,27 +18,27 @@ def model_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def folder_with_tdy_pretrainer(model_folder, tmp_path_factory):
-    """The model folder with hyperparams.yaml naming TDYPretrainer."""
-    folder = tmp_path_factory.mktemp("models") / "tdy_pretrainer"
+def folder_with_speechbrain_pretrainer(model_folder, tmp_path_factory):
+    """The model folder as earlier releases wrote it, naming SpeechBrain's Pretrainer."""
+    folder = tmp_path_factory.mktemp("models") / "speechbrain_pretrainer"
     folder.mkdir()
     for path in model_folder.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
     text = (folder / "hyperparams.yaml").read_text()
-    assert SPEECHBRAIN_PRETRAINER in text
-    (folder / "hyperparams.yaml").write_text(text.replace(SPEECHBRAIN_PRETRAINER, TDY_PRETRAINER))
+    assert TDY_PRETRAINER in text
+    (folder / "hyperparams.yaml").write_text(text.replace(TDY_PRETRAINER, SPEECHBRAIN_PRETRAINER))
     return folder
 
 
 @pytest.mark.parametrize("interface", [EncoderClassifier, SpeakerRecognition])
-def test_speechbrains_interfaces_stop_at_once_naming_tdy_speaker_recognition(folder_with_tdy_pretrainer, interface):
+def test_speechbrains_interfaces_stop_at_once_naming_tdy_speaker_recognition(model_folder, interface):
     with pytest.raises(WrongInterfaceError, match=r"TDYSpeakerRecognition.from_hparams\(source=...\)"):
-        interface.from_hparams(source=str(folder_with_tdy_pretrainer))
+        interface.from_hparams(source=str(model_folder))
 
 
-def test_tdy_speaker_recognition_loads_a_folder_naming_tdy_pretrainer(model_folder, folder_with_tdy_pretrainer):
-    # trust_remote_code until TDYPretrainer is on the allow-list of inference.safety
-    loaded = TDYSpeakerRecognition.from_hparams(source=str(folder_with_tdy_pretrainer), trust_remote_code=True)
+def test_tdy_speaker_recognition_loads_folders_naming_either_pretrainer(model_folder,
+                                                                        folder_with_speechbrain_pretrainer):
+    loaded = TDYSpeakerRecognition.from_hparams(source=str(folder_with_speechbrain_pretrainer))
     reference = TDYSpeakerRecognition.from_hparams(source=str(model_folder))
     wav = torch.from_numpy(voice(1.5, seed=0))
     torch.testing.assert_close(loaded.encode_batch(wav), reference.encode_batch(wav), rtol=0, atol=0)

@@ -124,6 +124,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             Passed to the constructor (e.g. ``run_opts={"device": "cuda"}``).
         """
         files = ModelSource(source, savedir, local_strategy, fetch_config)
+        if kwargs.get("backend") == "onnx" and kwargs.get("onnx_file") is None:
+            kwargs["onnx_file"] = files.get(ONNX_FILE)
         hparams_path = files.get(hparams_file)
         if trust_remote_code:
             with open(hparams_path, encoding="utf-8") as stream:

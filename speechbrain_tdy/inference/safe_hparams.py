@@ -25,6 +25,7 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 from torch import nn
 
 from speechbrain_tdy.architectures import build_checked
+from speechbrain_tdy.inference.pretrainer import TDYPretrainer
 from speechbrain_tdy.lobes.features import LogMelInstanceNorm
 from speechbrain_tdy.lobes.resnet import ResNet34
 from speechbrain_tdy.lobes.vggm import VGGM
@@ -44,21 +45,23 @@ class UnsafeHyperparamsError(ValueError):
                          "(HyperPyYAML runs what the file names) only for a file you trust.")
 
 
-def _pretrainer(where, loadables):
+def _pretrainer(cls, where, loadables):
     if not isinstance(loadables, dict) or not loadables:
         raise UnsafeHyperparamsError(f"{where}: Pretrainer loadables must be a mapping of names to modules")
     for name, module in loadables.items():
         if not isinstance(name, str) or not LOADABLE_NAME.match(name) or not isinstance(module, nn.Module):
             raise UnsafeHyperparamsError(f"{where}: Pretrainer loadable {name!r} must be a plain name "
                                          "mapped to a module built in this file")
-    return Pretrainer(loadables=loadables)
+    return cls(loadables=loadables)
 
 
 #: Exact names a ``!new:`` tag may build -> function(where, **kwargs).
 OBJECTS = {
     **{f"speechbrain_tdy.lobes.{cls.__name__}": cls for cls in (LogMelInstanceNorm, ResNet34, VGGM)},
     "speechbrain.utils.parameter_transfer.Pretrainer": Pretrainer,
+    "speechbrain_tdy.inference.pretrainer.TDYPretrainer": TDYPretrainer,
 }
+PRETRAINERS = (Pretrainer, TDYPretrainer)
 
 
 class _New:
@@ -209,11 +212,11 @@ class _Resolver:
         where = f"{self.path}, line {new.node.start_mark.line + 1}"
         kwargs = self.resolve(new.arguments)
         cls = OBJECTS[new.name]
-        if cls is Pretrainer:
+        if cls in PRETRAINERS:
             if set(kwargs) != {"loadables"}:
                 raise UnsafeHyperparamsError(f"{where}: Pretrainer takes only 'loadables' in a model folder "
                                              "(parameters are read from <name>.ckpt beside this file)")
-            return _pretrainer(where, kwargs["loadables"])
+            return _pretrainer(cls, where, kwargs["loadables"])
         try:
             return build_checked(cls, kwargs, where)
         except (TypeError, ValueError) as error:
