@@ -52,7 +52,7 @@ def build_official_model(model, encoder_type="AVG", n_mels=64, n_out=512):
 
     >>> front_end, encoder = build_official_model("TDy_ResNet34_quarter", "SAP", n_mels=40)
     >>> type(encoder).__name__, front_end.n_mels
-    ('ResNet34', 40)
+    ('ResNet', 40)
     """
     if model not in OFFICIAL_MODELS:
         raise ValueError(f"Unknown model {model!r}; known models: {', '.join(OFFICIAL_MODELS)}")

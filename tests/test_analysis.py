@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, frame_labels_at_rate
-from speechbrain_tdy.lobes import LogMelInstanceNorm, ResNet34, SpeakerEmbedder
+from speechbrain_tdy.lobes import LogMelInstanceNorm, ResNet, SpeakerEmbedder
 from speechbrain_tdy.architectures import ARCHITECTURES
 from speechbrain_tdy.model_folder import write_model_folder
 from speechbrain_tdy.nnet import set_temperature
@@ -17,7 +17,7 @@ TINY = dict(n_mels=24, channels=[4, 8, 8, 16], lin_neurons=16)
 
 def tiny_model(block):
     torch.manual_seed(0)
-    model = ResNet34(block=block, **TINY).eval()
+    model = ResNet(conv=block, **TINY).eval()
     set_temperature(model, 1.0)
     return model
 

@@ -6,7 +6,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from conftest import OFFICIAL_BLOCKS
 from speechbrain_tdy.convert import build_official_model, official_to_package_key
-from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet34, SpeakerEmbedder, vggm_front_end
+from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, SpeakerEmbedder, vggm_front_end
 
 PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, from DESIGN.md
     ("TDy_ResNet34_quarter", "AVG", 13_271_682),
@@ -41,7 +41,7 @@ def test_every_official_key_and_shape_has_its_counterpart(block):
 
 
 def small_resnet(block, pooling):
-    return ResNet34(n_mels=24, channels=(4, 8, 8, 16), block=block, pooling=pooling, lin_neurons=32, temperature=4)
+    return ResNet(n_mels=24, channels=(4, 8, 8, 16), conv=block, pooling=pooling, lin_neurons=32, temperature=4)
 
 
 PADDING_MODELS = [(b, p) for b in ("static", "tdy", "dtdy") for p in ("AVG", "SAP", "ASP")] + [
@@ -64,7 +64,7 @@ def randomise_norm_statistics(model):
 def test_padding_does_not_change_an_embedding(block, pooling):
     torch.manual_seed(0)
     if block == "vggm":
-        model, n_mels, lengths = VGGM(dynamic=True, pooling=pooling, lin_neurons=32, temperature=4), 64, (150, 131, 117)
+        model, n_mels, lengths = VGGM(conv="tdy", pooling=pooling, lin_neurons=32, temperature=4), 64, (150, 131, 117)
     else:
         model, n_mels, lengths = small_resnet(block, pooling), 24, (37, 30, 23)
     randomise_norm_statistics(model)
@@ -114,16 +114,16 @@ def test_lobes_build_from_hyperpyyaml():
         n_mels: 40
         compute_features: !new:speechbrain_tdy.lobes.LogMelInstanceNorm
             n_mels: !ref <n_mels>
-        embedding_model: !new:speechbrain_tdy.lobes.ResNet34
+        embedding_model: !new:speechbrain_tdy.lobes.ResNet
             n_mels: !ref <n_mels>
             channels: [16, 32, 64, 128]
-            block: tdy
+            conv: tdy
             pooling: ASP
             lin_neurons: 192
         baseline: !apply:speechbrain_tdy.lobes.resnet34_quarter
             n_mels: !ref <n_mels>
         vggm: !new:speechbrain_tdy.lobes.VGGM
-            dynamic: True
+            conv: tdy
             pooling: SAP
         """
     )
@@ -157,9 +157,9 @@ def test_bad_waveform_rank_is_a_clear_error():
 
 
 def test_unknown_choices_are_clear_errors():
-    with pytest.raises(ValueError, match="Unknown block 'conformer'"):
-        ResNet34(block="conformer")
+    with pytest.raises(ValueError, match="Unknown conv 'conformer'"):
+        ResNet(conv="conformer")
     with pytest.raises(ValueError, match="Unknown pooling 'MAX'"):
-        ResNet34(pooling="MAX")
+        ResNet(pooling="MAX")
     with pytest.raises(ValueError, match="n_mels that reduce to 1 frequency bin"):
         VGGM(n_mels=40)

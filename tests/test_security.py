@@ -81,7 +81,7 @@ def speech(seconds=1.5, seed=0, rate=16000):
     "x: !new:torch.nn.attention._registry.logging.io.FileIO [{marker}, w]",
     "x: !new:torch.nn.grad.torch.ctypes.CDLL [libc.so.6]",
     "x: !new:speechbrain_tdy.lobes.resnet.nn.modules.module.sys.modules",
-    "x: !new:speechbrain_tdy.lobes.ResNet34.__init__",
+    "x: !new:speechbrain_tdy.lobes.ResNet.__init__",
     "x: !apply:os.makedirs [{marker}]",
     "x: !name:builtins.exec",
     "x: !!python/object/apply:os.system [touch {marker}]",
@@ -127,7 +127,7 @@ def test_an_alias_bomb_is_refused_at_once(model_folder, tmp_path):
     ("    channels: !ref <channels>", "    channels: [2048, 2048, 2048, 2048]"),
     ("    lin_neurons: !ref <emb_dim>", "    lin_neurons: 100000000"),
     ("n_mels: 24", "n_mels: 1000000000"),
-    ("    block: tdy", "    block: os.system"),
+    ("    conv: tdy", "    conv: os.system"),
 ], ids=["huge-model", "huge-embedding", "huge-front-end", "unknown-block"])
 def test_arguments_that_would_exhaust_memory_are_refused(model_folder, tmp_path, change, message):
     folder = copy_folder(model_folder, tmp_path)

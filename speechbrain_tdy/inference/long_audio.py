@@ -16,7 +16,7 @@ def embed_in_chunks(embedding_model, feats, chunk_frames=3000, context_frames=38
 
     Arguments
     ---------
-    embedding_model : ResNet34 or VGGM
+    embedding_model : ResNet or VGGM
         A model with ``frame_embeddings``, ``pooling``, ``fc`` and ``time_stride``.
     feats : torch.Tensor
         (1, frames, n_mels) features of one recording.

@@ -4,7 +4,7 @@ from speechbrain_tdy.lobes.features import LogMelInstanceNorm, vggm_front_end
 from speechbrain_tdy.lobes.resnet import (
     HALF_CHANNELS,
     QUARTER_CHANNELS,
-    ResNet34,
+    ResNet,
     dtdy_resnet34_half,
     dtdy_resnet34_quarter,
     resnet34_half,
@@ -18,7 +18,7 @@ __all__ = [
     "HALF_CHANNELS",
     "LogMelInstanceNorm",
     "QUARTER_CHANNELS",
-    "ResNet34",
+    "ResNet",
     "SpeakerEmbedder",
     "VGGM",
     "dtdy_resnet34_half",
