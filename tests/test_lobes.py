@@ -6,7 +6,8 @@ from hyperpyyaml import load_hyperpyyaml
 
 from conftest import OFFICIAL_BLOCKS
 from speechbrain_tdy.convert import build_official_model, official_to_package_key
-from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, SpeakerEmbedder, vggm_front_end
+from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, vggm_front_end
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 
 PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, from DESIGN.md
     ("TDy_ResNet34_quarter", "AVG", 13_271_682),
@@ -99,7 +100,7 @@ def test_front_end_items_are_computed_on_their_own_samples():
 
 def test_waveform_padding_does_not_change_an_embedding():
     torch.manual_seed(0)
-    embedder = SpeakerEmbedder(LogMelInstanceNorm(24), small_resnet("tdy", "ASP")).eval()
+    embedder = EmbeddingPipeline(LogMelInstanceNorm(24), small_resnet("tdy", "ASP")).eval()
     wavs = torch.rand(3, 12000) * 2 - 1
     samples = (12000, 9001, 4567)
     with torch.no_grad():

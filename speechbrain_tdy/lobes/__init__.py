@@ -1,5 +1,4 @@
 """Models built from the layers: ResNet-34 family, VGG-M, the front end."""
-from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
 from speechbrain_tdy.lobes.features import LogMelInstanceNorm, vggm_front_end
 from speechbrain_tdy.lobes.resnet import (
     HALF_CHANNELS,
@@ -19,7 +18,6 @@ __all__ = [
     "LogMelInstanceNorm",
     "QUARTER_CHANNELS",
     "ResNet",
-    "SpeakerEmbedder",
     "VGGM",
     "dtdy_resnet34_half",
     "dtdy_resnet34_quarter",
