@@ -180,10 +180,10 @@ def test_export_after_verify_gives_a_folder_the_interface_loads(tiny_corpus, tmp
     calibration = json.loads((train / "threshold.json").read_text())
     assert calibration["score_norm"] == "s-norm"
     assert model.decision_threshold(score_norm="s-norm") == calibration["threshold"]
-    train_hparams, _ = load_training_run(train)
+    run = load_training_run(train)
     wavs = 0.1 * torch.randn(2, 24000)
     with torch.no_grad():
-        expected = train_hparams["embedding_model"](train_hparams["compute_features"](wavs)).squeeze(1)
+        expected = run.embedding_model(run.compute_features(wavs)).squeeze(1)
     torch.testing.assert_close(model.encode_batch(wavs)[:, 0], expected, rtol=0, atol=1e-5)
     trial = (tiny_corpus / "veri_test.txt").read_text().split("\n")[0].split()
     score, decision = model.verify_files(*(str(tiny_corpus / "wav" / path) for path in trial[1:]))
@@ -194,5 +194,5 @@ def test_export_of_a_run_without_checkpoint_is_refused(tiny_corpus, tmp_path):
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(tiny_corpus, tmp_path, number_of_epochs=0))
     result = subprocess.run([sys.executable, "-m", "speechbrain_tdy.export", str(tmp_path), str(tmp_path / "out")],
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "has no checkpoint to export" in result.stderr
+    assert result.returncode != 0 and "No checkpoint in" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,7 @@
 """The fused TDY convolution against the plain formulation: outputs and gradients."""
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,3 +151,23 @@ def test_autocast_runs_in_the_autocast_dtype_and_returns_float32_gradients(mixin
     assert weight.grad.dtype == torch.float32
     torch.testing.assert_close(out.float(), plain_tdy_conv2d(x, weight, bias, attention, stride, padding),
                                rtol=0.05, atol=0.3)
+
+
+def test_strided_layers_with_few_input_channels_train_in_float32():
+    """oneDNN aborts the process ("double free or corruption") in the backward
+    of a strided channels-last convolution with 2-7 input channels on some CPUs;
+    the layer must run it in the default layout. Run in a subprocess, so that
+    an abort fails this test instead of killing the test session."""
+    code = (
+        "import torch\n"
+        "from speechbrain_tdy.nnet.tdy_conv import TDYConv2d\n"
+        "torch.set_num_threads(1)\n"
+        "for channels in (2, 3, 4, 6):\n"
+        "    layer = TDYConv2d(channels, 48, 1, freq_size=12, stride=2)\n"
+        "    x = torch.randn(4, channels, 12, 66, requires_grad=True)\n"
+        "    for _ in range(3):\n"
+        "        layer(x).sum().backward()\n"
+        "print('done')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]

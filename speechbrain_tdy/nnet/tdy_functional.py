@@ -101,6 +101,15 @@ def _dispatch(x, weight, bias, attention, stride, padding, recompute):
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
 
 
+def _onednn_strided_backward_bug(x, stride):
+    """Whether the backward of this convolution must avoid channels-last on CPU:
+    oneDNN (torch 2.14.1, seen on an AMD EPYC) corrupts memory in the backward
+    of a strided channels-last convolution with 2 to 7 input channels (a
+    process abort: "double free or corruption"). Released models have at
+    least 16 channels; small test models hit it."""
+    return x.device.type == "cpu" and 1 < x.shape[1] < 8 and max(stride) > 1
+
+
 def _kernel_by_kernel(tensor):
     """Whether the mixing loops over the K kernels (CPU) or runs batched over K."""
     return tensor.device.type == "cpu"
@@ -216,6 +225,8 @@ class _TDYConv2dFunction(torch.autograd.Function):
 
         grad_x = grad_weight = grad_bias = None
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        if _onednn_strided_backward_bug(x, ctx.stride):
+            grad_out, x = grad_out.contiguous(), x.contiguous()
         if any(mask):
             grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
                 grad_out,
