@@ -423,6 +423,17 @@ def test_a_moved_or_copied_run_uses_its_own_checkpoint(tmp_path):
     assert not (tmp_path / "A").exists() and not Path("/old/place").exists()
 
 
+def test_a_run_yaml_with_aliases_is_read_in_linear_time(tmp_path):
+    run = fake_run(tmp_path / "run")
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    lines += ["shared: &shared !new:speechbrain.utils.epoch_loop.EpochCounter {limit: 4}", "again: *shared"]
+    (run / "hyperparams.yaml").write_text(RUN_HPARAMS + "\n".join(lines) + "\n")
+    start = time.monotonic()
+    assert load_training_run(run).checkpoint is not None
+    assert time.monotonic() - start < 10
+
+
 def test_a_run_without_checkpoint_is_an_error_unless_allowed(tmp_path):
     run = fake_run(tmp_path / "run", checkpoint=False)
     with pytest.raises(FileNotFoundError, match="allow_untrained"):

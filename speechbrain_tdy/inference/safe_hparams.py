@@ -111,12 +111,15 @@ def load_model_hparams(path, overrides=None):
     return _Resolver(top, path).resolve_all()
 
 
-def _check_tree(root, path):
-    """Refuse aliases (a node met twice), %TAG directives and oversized trees."""
+def _check_tree(root, path, allow_aliases=False):
+    """Refuse oversized trees and (unless ``allow_aliases``) aliases, i.e. a
+    node met twice; an allowed alias is walked once, so the walk stays linear."""
     seen, stack = set(), [root]
     while stack:
         node = stack.pop()
         if id(node) in seen:
+            if allow_aliases:
+                continue
             raise UnsafeHyperparamsError(f"{path}, line {node.start_mark.line + 1}: YAML aliases are not used by "
                                          "model folders and are refused")
         seen.add(id(node))
@@ -233,13 +236,15 @@ def plain_values(path):
         raise ValueError(f"{path}: not a valid UTF-8 YAML file ({error})") from error
     if not isinstance(root, yaml.MappingNode):
         raise ValueError(f"{path}: expected a mapping of hyperparameters at the top level")
-    _check_tree(root, path)
+    _check_tree(root, path, allow_aliases=True)  # SpeechBrain writes anchors when it saves a run's file
     values, refs = {}, {}
+    constructor = yaml.constructor.SafeConstructor()  # builds each aliased node once
+    known = {}
     for key_node, node in root.value:
         if node.tag == "!ref" and isinstance(node, yaml.ScalarNode):
             refs[key_node.value] = node.value
-        elif _is_plain(node):
-            values[key_node.value] = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+        elif _is_plain(node, known):
+            values[key_node.value] = constructor.construct_object(node, deep=True)
     for key, text in refs.items():
         if re.fullmatch(r"(<[A-Za-z_]\w*>|[\w./-])+", text):
             parts = re.split(r"<([A-Za-z_]\w*)>", text)
@@ -249,11 +254,16 @@ def plain_values(path):
     return values
 
 
-def _is_plain(node):
-    if node.tag not in PLAIN_TAGS:
-        return False
-    if isinstance(node, yaml.MappingNode):
-        return all(_is_plain(k) and _is_plain(v) for k, v in node.value)
-    if isinstance(node, yaml.SequenceNode):
-        return all(_is_plain(item) for item in node.value)
-    return True
+def _is_plain(node, known):
+    """Whether ``node`` holds only plain YAML types; ``known`` caches answers
+    by node, so aliased nodes are looked at once."""
+    if id(node) not in known:
+        if node.tag not in PLAIN_TAGS:
+            known[id(node)] = False
+        elif isinstance(node, yaml.MappingNode):
+            known[id(node)] = all(_is_plain(k, known) and _is_plain(v, known) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            known[id(node)] = all(_is_plain(item, known) for item in node.value)
+        else:
+            known[id(node)] = True
+    return known[id(node)]
