@@ -9,7 +9,7 @@ from speechbrain_tdy.convert import build_official_model, official_to_package_ke
 from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, vggm_front_end
 from speechbrain_tdy.pipeline import EmbeddingPipeline
 
-PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, from DESIGN.md
+PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, counted with the authors' code
     ("TDy_ResNet34_quarter", "AVG", 13_271_682),
     ("TDy_ResNet34_half", "AVG", 51_923_506),
     ("TDy_VGGVox", "AVG", 71_165_470),
