@@ -185,8 +185,8 @@ def bench_layers(args, device):
     rows = []
     for shape, count in tdy_layer_shapes():
         torch.manual_seed(0)
-        layer = TDYConv2d(shape["in"], shape["out"], shape["kernel"], shape["freq"], shape["stride"],
-                          shape["padding"], n_kernels=K).to(device).train()
+        layer = TDYConv2d(shape["in"], shape["out"], shape["kernel"], freq_size=shape["freq"], stride=shape["stride"],
+                          padding=shape["padding"], n_kernels=K, temperature=31.0).to(device).train()
         floor = nn.Conv2d(shape["in"], K * shape["out"], shape["kernel"], shape["stride"], shape["padding"],
                           bias=False).to(device)
         floor_cl = copy.deepcopy(floor).to(memory_format=torch.channels_last)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from speechbrain_tdy.lobes.features import WINDOWS, LogMelInstanceNorm
-from speechbrain_tdy.lobes.resnet import BLOCKS, HALF_CHANNELS, QUARTER_CHANNELS, ResNet34
+from speechbrain_tdy.lobes.resnet import CONVS, HALF_CHANNELS, QUARTER_CHANNELS, ResNet
+from speechbrain_tdy.lobes.vggm import CONVS as VGGM_CONVS
 from speechbrain_tdy.lobes.vggm import VGGM
 from speechbrain_tdy.nnet.pooling import POOLINGS
 
@@ -86,11 +87,11 @@ class Architecture:
         the TDY layers at ``temperature`` (1: inference)."""
         if self.is_vggm:
             front_end = LogMelInstanceNorm(n_mels=64, window="hann", f_max=8000)
-            model = VGGM(dynamic=self.conv == "tdy", pooling=values["pooling"], lin_neurons=values["emb_dim"],
+            model = VGGM(conv=self.conv, pooling=values["pooling"], lin_neurons=values["emb_dim"],
                          temperature=temperature)
             return front_end, model
-        model = ResNet34(n_mels=values["n_mels"], channels=values["channels"], layers=values["layers"],
-                         block=self.conv, pooling=values["pooling"], lin_neurons=values["emb_dim"],
+        model = ResNet(n_mels=values["n_mels"], channels=values["channels"], layers=values["layers"],
+                         conv=self.conv, pooling=values["pooling"], lin_neurons=values["emb_dim"],
                          temperature=temperature)
         return LogMelInstanceNorm(n_mels=values["n_mels"]), model
 
@@ -98,7 +99,7 @@ class Architecture:
         """The inference ``hyperparams.yaml`` of a model folder of this architecture.
 
         >>> text = get_architecture("resnet34_half").hparams_text({"n_mels": 40, "pooling": "SAP", "emb_dim": 256})
-        >>> "n_mels: 40" in text and "block: static" in text
+        >>> "n_mels: 40" in text and "conv: static" in text
         True
         """
         values = self.model_values(**(values or {}))
@@ -127,7 +128,7 @@ class Architecture:
                 "",
                 "embedding_model: !new:speechbrain_tdy.lobes.VGGM",
                 "    n_mels: !ref <n_mels>",
-                f"    dynamic: {self.conv == 'tdy'}",
+                f"    conv: {self.conv}",
             ]
         else:
             lines += [
@@ -137,11 +138,11 @@ class Architecture:
                 "compute_features: !new:speechbrain_tdy.lobes.LogMelInstanceNorm",
                 "    n_mels: !ref <n_mels>",
                 "",
-                "embedding_model: !new:speechbrain_tdy.lobes.ResNet34",
+                "embedding_model: !new:speechbrain_tdy.lobes.ResNet",
                 "    n_mels: !ref <n_mels>",
                 "    channels: !ref <channels>",
                 "    layers: !ref <layers>",
-                f"    block: {self.conv}",
+                f"    conv: {self.conv}",
             ]
         lines += [
             "    pooling: !ref <pooling>",
@@ -243,10 +244,10 @@ def _positive_number(v):
 
 MODEL_ARGUMENT_RULES = {
     LogMelInstanceNorm: {"n_mels": _int_in(1, 512), "window": _one_of(*WINDOWS), "f_max": _positive_number},
-    ResNet34: {"n_mels": _int_in(1, 512), "channels": _ints_in(1, 2048, 4), "layers": _ints_in(1, 64, 4),
-               "block": _one_of(*BLOCKS), "pooling": _one_of(*POOLINGS), "lin_neurons": _int_in(1, 8192),
+    ResNet: {"n_mels": _int_in(1, 512), "channels": _ints_in(1, 2048, 4), "layers": _ints_in(1, 64, 4),
+               "conv": _one_of(*CONVS), "pooling": _one_of(*POOLINGS), "lin_neurons": _int_in(1, 8192),
                "temperature": _positive_number, "n_kernels": _int_in(1, 32)},
-    VGGM: {"n_mels": _int_in(1, 512), "dynamic": _one_of(True, False), "pooling": _one_of("AVG", "SAP"),
+    VGGM: {"n_mels": _int_in(1, 512), "conv": _one_of(*VGGM_CONVS), "pooling": _one_of("AVG", "SAP"),
            "lin_neurons": _int_in(1, 8192), "temperature": _positive_number, "n_kernels": _int_in(1, 32)},
 }
 

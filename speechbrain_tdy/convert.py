@@ -21,8 +21,8 @@ import torch
 
 from speechbrain_tdy.architectures import ARCHITECTURES, get_architecture
 from speechbrain_tdy.inference.model_files import check_state_dict, load_tensor_file
-from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
 from speechbrain_tdy.model_folder import model_card, write_model_folder
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 
 #: The authors' model names (aliases of the architectures).
 OFFICIAL_MODELS = tuple(arch.official_name for arch in ARCHITECTURES.values())
@@ -52,7 +52,7 @@ def build_official_model(model, encoder_type="AVG", n_mels=64, n_out=512):
 
     >>> front_end, encoder = build_official_model("TDy_ResNet34_quarter", "SAP", n_mels=40)
     >>> type(encoder).__name__, front_end.n_mels
-    ('ResNet34', 40)
+    ('ResNet', 40)
     """
     if model not in OFFICIAL_MODELS:
         raise ValueError(f"Unknown model {model!r}; known models: {', '.join(OFFICIAL_MODELS)}")
@@ -124,7 +124,7 @@ def load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out=512)
 
     Returns
     -------
-    SpeakerEmbedder
+    EmbeddingPipeline
         Eval-mode module, waveforms (batch, samples) at 16 kHz -> (batch, n_out),
         with every TDY layer at inference temperature 1.
     """
@@ -133,7 +133,7 @@ def load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out=512)
     state = {official_to_package_key(key, model): value for key, value in official.items()}
     check_state_dict(encoder.state_dict(), state, f"{model} (encoder_type={encoder_type}, n_mels={n_mels}, n_out={n_out})")
     encoder.load_state_dict(state)
-    return SpeakerEmbedder(front_end, encoder).eval()
+    return EmbeddingPipeline(front_end, encoder).eval()
 
 
 def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512, overwrite=False):

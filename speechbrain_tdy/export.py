@@ -47,11 +47,8 @@ def export(run_folder, out_dir, overwrite=False):
         calibration=calibration,
     )
 
-    def reference(wavs):
-        return run.embedding_model(run.compute_features(wavs)).squeeze(1)
-
     return write_model_folder(
-        out_dir, run.architecture, run.model_values, run.embedding_model, reference, card,
+        out_dir, run.architecture, run.model_values, run.embedding_model, run.pipeline, card,
         calibration=calibration, cohort=cohort, label_encoder=label_encoder if label_encoder.is_file() else None,
         overwrite=overwrite, inputs=[run.folder],
     )

@@ -450,16 +450,6 @@ def _write_wav(path, wav):
         sf.write(partial, wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
 
 
-def _equal_error_rate(scores, labels):
-    """EER in percent from scores and 0/1 labels (sklearn's ROC curve)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fnr = 1 - tpr
-    i = int(np.nanargmin(np.abs(fnr - fpr)))
-    return float(100 * (fpr[i] + fnr[i]) / 2)
-
-
 def _logmel_stats(path, n_mels=40):
     """Mean and std over time of the log-mel spectrogram of a file: (2 * n_mels,)."""
     import torch
@@ -482,10 +472,13 @@ def baseline_eers(corpus_dir, trial_file="veri_test.txt", n_mels=40):
     import torch
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+    from speechbrain_tdy.dataio.trials import read_trials
+    from speechbrain_tdy.verification import error_rates
+
     torch.set_num_threads(1)
     corpus = Path(corpus_dir)
     info = json.loads((corpus / "corpus.json").read_text())
-    trials = [line.split() for line in (corpus / trial_file).read_text().splitlines() if line.strip()]
+    trials = [(t.label, t.enrol, t.test) for t in read_trials(corpus / trial_file)]
     files = sorted({p for _, e, t in trials for p in (e, t)})
     stats = {p: _logmel_stats(corpus / "wav" / p, n_mels) for p in files}
     train_files = [p for s in info["speakers"]["train"] for p in sorted((corpus / "wav" / s).rglob("*.wav"))]
@@ -498,12 +491,12 @@ def baseline_eers(corpus_dir, trial_file="veri_test.txt", n_mels=40):
     def cosine(a, b):
         return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
-    labels = [int(label) for label, _, _ in trials]
+    labels = [label for label, _, _ in trials]
     naive = [cosine(stats[e][:n_mels], stats[t][:n_mels]) for _, e, t in trials]
     projected = {p: lda.transform(((v - mean_x) / std_x)[None])[0] for p, v in stats.items()}
     learned = [cosine(projected[e], projected[t]) for _, e, t in trials]
-    return {"mean_logmel_cosine": _equal_error_rate(naive, labels),
-            "lda_logmel_stats": _equal_error_rate(learned, labels), "n_trials": len(trials)}
+    return {"mean_logmel_cosine": error_rates(torch.tensor(naive), labels)[0],
+            "lda_logmel_stats": error_rates(torch.tensor(learned), labels)[0], "n_trials": len(trials)}
 
 
 def main(argv=None):

@@ -102,7 +102,7 @@ class ExportableEmbedder(nn.Module):
     Arguments
     ---------
     compute_features : LogMelInstanceNorm
-    embedding_model : ResNet34 or VGGM
+    embedding_model : ResNet or VGGM
     """
 
     def __init__(self, compute_features, embedding_model):

@@ -22,6 +22,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain_tdy.architectures import Architecture, get_architecture
 from speechbrain_tdy.inference.model_files import load_parameters
 from speechbrain_tdy.inference.safe_hparams import plain_values
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,12 @@ class TrainingRun:
     hparams: dict
     architecture: Architecture
     model_values: dict
-    compute_features: object
-    embedding_model: object
+    pipeline: EmbeddingPipeline
     checkpoint: object  # speechbrain Checkpoint, or None for an untrained model
+
+    @property
+    def embedding_model(self):
+        return self.pipeline.embedding_model
 
     @property
     def save_folder(self):
@@ -97,7 +101,8 @@ def load_training_run(output_folder, allow_untrained=False):
                                 "(set allow_untrained: True to score an untrained model on purpose)")
     else:
         logger.warning("No checkpoint in %s: using an untrained model, as allow_untrained asks", save_folder)
-    return TrainingRun(folder, hparams, arch, values, compute_features.eval(), embedding_model.eval(), checkpoint)
+    return TrainingRun(folder, hparams, arch, values, EmbeddingPipeline(compute_features, embedding_model).eval(),
+                       checkpoint)
 
 
 def trained_at_inference_temperature(checkpoint):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, frame_labels_at_rate
-from speechbrain_tdy.lobes import LogMelInstanceNorm, ResNet34, SpeakerEmbedder
+from speechbrain_tdy.lobes import LogMelInstanceNorm, ResNet
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.architectures import ARCHITECTURES
 from speechbrain_tdy.model_folder import write_model_folder
 from speechbrain_tdy.nnet import set_temperature
@@ -17,7 +18,7 @@ TINY = dict(n_mels=24, channels=[4, 8, 8, 16], lin_neurons=16)
 
 def tiny_model(block):
     torch.manual_seed(0)
-    model = ResNet34(block=block, **TINY).eval()
+    model = ResNet(conv=block, **TINY).eval()
     set_temperature(model, 1.0)
     return model
 
@@ -58,7 +59,7 @@ def tiny_model_folders(tmp_path_factory):
         arch = ARCHITECTURES[architecture]
         values = arch.model_values(n_mels=24, channels=TINY["channels"], emb_dim=16)
         folders[name] = write_model_folder(root / name, arch, values, model,
-                                           SpeakerEmbedder(LogMelInstanceNorm(24), model), "tiny test model")
+                                           EmbeddingPipeline(LogMelInstanceNorm(24), model), "tiny test model")
     return folders
 
 

@@ -6,9 +6,10 @@ from hyperpyyaml import load_hyperpyyaml
 
 from conftest import OFFICIAL_BLOCKS
 from speechbrain_tdy.convert import build_official_model, official_to_package_key
-from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet34, SpeakerEmbedder, vggm_front_end
+from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, vggm_front_end
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 
-PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, from DESIGN.md
+PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, counted with the authors' code
     ("TDy_ResNet34_quarter", "AVG", 13_271_682),
     ("TDy_ResNet34_half", "AVG", 51_923_506),
     ("TDy_VGGVox", "AVG", 71_165_470),
@@ -41,7 +42,7 @@ def test_every_official_key_and_shape_has_its_counterpart(block):
 
 
 def small_resnet(block, pooling):
-    return ResNet34(n_mels=24, channels=(4, 8, 8, 16), block=block, pooling=pooling, lin_neurons=32, temperature=4)
+    return ResNet(n_mels=24, channels=(4, 8, 8, 16), conv=block, pooling=pooling, lin_neurons=32, temperature=4)
 
 
 PADDING_MODELS = [(b, p) for b in ("static", "tdy", "dtdy") for p in ("AVG", "SAP", "ASP")] + [
@@ -64,7 +65,7 @@ def randomise_norm_statistics(model):
 def test_padding_does_not_change_an_embedding(block, pooling):
     torch.manual_seed(0)
     if block == "vggm":
-        model, n_mels, lengths = VGGM(dynamic=True, pooling=pooling, lin_neurons=32, temperature=4), 64, (150, 131, 117)
+        model, n_mels, lengths = VGGM(conv="tdy", pooling=pooling, lin_neurons=32, temperature=4), 64, (150, 131, 117)
     else:
         model, n_mels, lengths = small_resnet(block, pooling), 24, (37, 30, 23)
     randomise_norm_statistics(model)
@@ -99,7 +100,7 @@ def test_front_end_items_are_computed_on_their_own_samples():
 
 def test_waveform_padding_does_not_change_an_embedding():
     torch.manual_seed(0)
-    embedder = SpeakerEmbedder(LogMelInstanceNorm(24), small_resnet("tdy", "ASP")).eval()
+    embedder = EmbeddingPipeline(LogMelInstanceNorm(24), small_resnet("tdy", "ASP")).eval()
     wavs = torch.rand(3, 12000) * 2 - 1
     samples = (12000, 9001, 4567)
     with torch.no_grad():
@@ -114,16 +115,16 @@ def test_lobes_build_from_hyperpyyaml():
         n_mels: 40
         compute_features: !new:speechbrain_tdy.lobes.LogMelInstanceNorm
             n_mels: !ref <n_mels>
-        embedding_model: !new:speechbrain_tdy.lobes.ResNet34
+        embedding_model: !new:speechbrain_tdy.lobes.ResNet
             n_mels: !ref <n_mels>
             channels: [16, 32, 64, 128]
-            block: tdy
+            conv: tdy
             pooling: ASP
             lin_neurons: 192
         baseline: !apply:speechbrain_tdy.lobes.resnet34_quarter
             n_mels: !ref <n_mels>
         vggm: !new:speechbrain_tdy.lobes.VGGM
-            dynamic: True
+            conv: tdy
             pooling: SAP
         """
     )
@@ -157,9 +158,9 @@ def test_bad_waveform_rank_is_a_clear_error():
 
 
 def test_unknown_choices_are_clear_errors():
-    with pytest.raises(ValueError, match="Unknown block 'conformer'"):
-        ResNet34(block="conformer")
+    with pytest.raises(ValueError, match="Unknown conv 'conformer'"):
+        ResNet(conv="conformer")
     with pytest.raises(ValueError, match="Unknown pooling 'MAX'"):
-        ResNet34(pooling="MAX")
+        ResNet(pooling="MAX")
     with pytest.raises(ValueError, match="n_mels that reduce to 1 frequency bin"):
         VGGM(n_mels=40)

@@ -113,3 +113,9 @@ def test_difficulty_knobs_and_cli(tmp_path, capsys):
     assert info["channel_strength"] == 1.5 and info["speaker_spread"] == 0.5
     with pytest.raises(ValueError, match="speakers"):
         generate_corpus(tmp_path / "few", n_speakers=4)
+
+
+def test_baselines_score_the_trial_list(tiny_corpus):
+    eers = mini_corpus.baseline_eers(tiny_corpus)
+    assert eers["n_trials"] == len((tiny_corpus / "veri_test.txt").read_text().splitlines())
+    assert 0 <= eers["mean_logmel_cosine"] <= 100 and 0 <= eers["lda_logmel_stats"] <= 100

@@ -20,7 +20,7 @@ from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.export import export
 from speechbrain_tdy.inference import TDYSpeakerRecognition, UnsafeHyperparamsError
 from speechbrain_tdy.inference.model_files import SAVEDIR_MARKER
-from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.model_folder import write_model_folder
 from speechbrain_tdy.training_run import load_training_run
 
@@ -44,7 +44,7 @@ save_folder: /old/place/of/this/run/save
 def tiny_model(seed):
     torch.manual_seed(seed)
     front_end, model = ARCH.build(VALUES)
-    return SpeakerEmbedder(front_end, model.eval())
+    return EmbeddingPipeline(front_end, model.eval())
 
 
 def make_model_folder(path, seed=0, calibration=None):
@@ -81,7 +81,7 @@ def speech(seconds=1.5, seed=0, rate=16000):
     "x: !new:torch.nn.attention._registry.logging.io.FileIO [{marker}, w]",
     "x: !new:torch.nn.grad.torch.ctypes.CDLL [libc.so.6]",
     "x: !new:speechbrain_tdy.lobes.resnet.nn.modules.module.sys.modules",
-    "x: !new:speechbrain_tdy.lobes.ResNet34.__init__",
+    "x: !new:speechbrain_tdy.lobes.ResNet.__init__",
     "x: !apply:os.makedirs [{marker}]",
     "x: !name:builtins.exec",
     "x: !!python/object/apply:os.system [touch {marker}]",
@@ -127,7 +127,7 @@ def test_an_alias_bomb_is_refused_at_once(model_folder, tmp_path):
     ("    channels: !ref <channels>", "    channels: [2048, 2048, 2048, 2048]"),
     ("    lin_neurons: !ref <emb_dim>", "    lin_neurons: 100000000"),
     ("n_mels: 24", "n_mels: 1000000000"),
-    ("    block: tdy", "    block: os.system"),
+    ("    conv: tdy", "    conv: os.system"),
 ], ids=["huge-model", "huge-embedding", "huge-front-end", "unknown-block"])
 def test_arguments_that_would_exhaust_memory_are_refused(model_folder, tmp_path, change, message):
     folder = copy_folder(model_folder, tmp_path)
@@ -416,8 +416,7 @@ def test_a_moved_or_copied_run_uses_its_own_checkpoint(tmp_path):
     moved = original.rename(tmp_path / "B")
     wav = torch.from_numpy(speech())[None]
     with torch.no_grad():
-        outputs = {name: load_training_run(folder).embedding_model(load_training_run(folder).compute_features(wav))
-                   for name, folder in (("moved", moved), ("copied", copied))}
+        outputs = {name: load_training_run(folder).pipeline(wav) for name, folder in (("moved", moved), ("copied", copied))}
     assert not torch.allclose(outputs["moved"], outputs["copied"])
     with pytest.warns(UserWarning):
         export(moved, tmp_path / "exported")

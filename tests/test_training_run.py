@@ -3,7 +3,7 @@ from pathlib import Path
 
 from speechbrain.utils.checkpoints import Checkpoint
 
-from speechbrain_tdy.lobes import ResNet34
+from speechbrain_tdy.lobes import ResNet
 from speechbrain_tdy.nnet import TemperatureScheduler
 from speechbrain_tdy.training_run import best_checkpoint, checkpoint_preference
 
@@ -36,7 +36,7 @@ def test_a_run_stopped_while_annealing_still_gives_a_checkpoint(caplog):
 
 
 def test_static_models_have_no_temperature_and_are_always_candidates():
-    static = ResNet34(n_mels=24, channels=(4, 4, 4, 4), layers=(1, 1, 1, 1), block="static", lin_neurons=8)
+    static = ResNet(n_mels=24, channels=(4, 4, 4, 4), layers=(1, 1, 1, 1), conv="static", lin_neurons=8)
     assert TemperatureScheduler()(static, epoch=1) is None
     assert best_checkpoint([checkpoint("s", ErrorRate=0.5)]).path.name == "s"
 

@@ -63,8 +63,8 @@ def collect_frames(model, utterances):
     """Frame embeddings (N, dim), speaker labels and phone-class labels of all utterances."""
     vectors, speakers, classes = [], [], []
     for speaker, wav, labels in utterances:
-        feats = model.mods.compute_features(read_segment(str(wav)).unsqueeze(0))
-        frames = frame_embeddings(model.mods.embedding_model, feats)[0]
+        feats = model.pipeline.compute_features(read_segment(str(wav)).unsqueeze(0))
+        frames = frame_embeddings(model.pipeline.embedding_model, feats)[0]
         phone_classes = [phone_class for _, phone_class in read_phone_labels(labels)]
         vectors.append(frames.numpy())
         speakers += [speaker] * len(frames)
@@ -105,8 +105,8 @@ def plot_tsne(rows, path, seed):
 @torch.no_grad()
 def plot_attention(model, wav, layers, path):
     """Spectrogram of one utterance and pi_k(t) of the chosen TDY layers below it."""
-    feats = model.mods.compute_features(read_segment(str(wav)).unsqueeze(0))
-    maps = attention_maps(model.mods.embedding_model, feats)
+    feats = model.pipeline.compute_features(read_segment(str(wav)).unsqueeze(0))
+    maps = attention_maps(model.pipeline.embedding_model, feats)
     layers = [layer for layer in layers if layer in maps] or sorted(maps)[:4]
     if not layers:
         raise ValueError("The model has no TDY layer: there is no attention to plot")

@@ -18,7 +18,7 @@ def frame_embeddings(embedding_model, feats, lengths=None):
 
     Arguments
     ---------
-    embedding_model : ResNet34 or VGGM
+    embedding_model : ResNet or VGGM
         Any embedding model of the package (anything with ``frame_embeddings``).
     feats : torch.Tensor
         Features (batch, time, n_mels).

@@ -26,7 +26,6 @@ from speechbrain.utils.fetching import LocalStrategy
 
 from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, evenly_spaced_crops, load_audio, wrap_pad
 from speechbrain_tdy.gallery import UNKNOWN, SpeakerGallery
-from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.inference.model_files import (
     ModelSource,
     check_settings,
@@ -36,6 +35,7 @@ from speechbrain_tdy.inference.model_files import (
 )
 from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
 from speechbrain_tdy.inference.safe_hparams import load_model_hparams
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.scoring import score_pairs
 
 #: Why classify_file/classify_batch raise.
@@ -78,8 +78,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         self.cohort = None if cohort is None else cohort.to(self.device)
         settings = settings or check_settings(vars(self.hparams), "hparams")
         self.sample_rate = self.audio_normalizer.sample_rate
-        self.chunk_frames = settings["chunk_frames"]
-        self.chunk_context_frames = settings["chunk_context_frames"]
+        self.pipeline = EmbeddingPipeline(self.mods.compute_features, self.mods.embedding_model,
+                                          settings["chunk_frames"], settings["chunk_context_frames"])
         self.min_samples = int(settings["min_duration"] * self.sample_rate)
         self.crop_frames = settings["crop_frames"]
         self.num_crops = settings["num_crops"]
@@ -159,8 +159,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         if self.onnx_model is not None:
             embeddings = self.onnx_model(wavs, wav_lens).unsqueeze(1)
         else:
-            embeddings = embed_waveforms(self.mods.compute_features, self.mods.embedding_model, wavs, wav_lens,
-                                         self.chunk_frames, self.chunk_context_frames)
+            embeddings = self.pipeline.embed(wavs, wav_lens).unsqueeze(1)
         if not torch.isfinite(embeddings).all():
             bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(embeddings))[:, 0]})
             raise ValueError(f"The model gave NaN or infinite embeddings for batch items {bad}")

@@ -27,7 +27,7 @@ from torch import nn
 from speechbrain_tdy.architectures import build_checked
 from speechbrain_tdy.inference.pretrainer import TDYPretrainer
 from speechbrain_tdy.lobes.features import LogMelInstanceNorm
-from speechbrain_tdy.lobes.resnet import ResNet34
+from speechbrain_tdy.lobes.resnet import ResNet
 from speechbrain_tdy.lobes.vggm import VGGM
 
 MAX_BYTES = 256 * 1024
@@ -57,7 +57,7 @@ def _pretrainer(cls, where, loadables):
 
 #: Exact names a ``!new:`` tag may build -> function(where, **kwargs).
 OBJECTS = {
-    **{f"speechbrain_tdy.lobes.{cls.__name__}": cls for cls in (LogMelInstanceNorm, ResNet34, VGGM)},
+    **{f"speechbrain_tdy.lobes.{cls.__name__}": cls for cls in (LogMelInstanceNorm, ResNet, VGGM)},
     "speechbrain.utils.parameter_transfer.Pretrainer": Pretrainer,
     "speechbrain_tdy.inference.pretrainer.TDYPretrainer": TDYPretrainer,
 }

@@ -1,10 +1,9 @@
 """Models built from the layers: ResNet-34 family, VGG-M, the front end."""
-from speechbrain_tdy.lobes.embedder import SpeakerEmbedder
 from speechbrain_tdy.lobes.features import LogMelInstanceNorm, vggm_front_end
 from speechbrain_tdy.lobes.resnet import (
     HALF_CHANNELS,
     QUARTER_CHANNELS,
-    ResNet34,
+    ResNet,
     dtdy_resnet34_half,
     dtdy_resnet34_quarter,
     resnet34_half,
@@ -18,8 +17,7 @@ __all__ = [
     "HALF_CHANNELS",
     "LogMelInstanceNorm",
     "QUARTER_CHANNELS",
-    "ResNet34",
-    "SpeakerEmbedder",
+    "ResNet",
     "VGGM",
     "dtdy_resnet34_half",
     "dtdy_resnet34_quarter",

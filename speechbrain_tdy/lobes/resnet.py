@@ -10,24 +10,23 @@ from torch import nn
 
 from speechbrain_tdy.lobes.checks import check_features
 from speechbrain_tdy.nnet.dtdy_conv import DTDYConv2d
-from speechbrain_tdy.nnet.masking import conv_output_lengths, conv_output_size, mask_time, relative_to_absolute
+from speechbrain_tdy.nnet.geometry import conv_output_size
+from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, relative_to_absolute
 from speechbrain_tdy.nnet.pooling import build_pooling
 from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
 
 QUARTER_CHANNELS = (16, 32, 64, 128)
 HALF_CHANNELS = (32, 64, 128, 256)
-BLOCKS = ("static", "tdy", "dtdy")
+CONVS = ("static", "tdy", "dtdy")
 
 
-def make_conv(block, in_channels, out_channels, kernel_size, freq_size, stride, padding, n_kernels, temperature):
-    """One convolution of a residual block: static, TDY or DTDY."""
-    if block == "tdy":
-        return TDYConv2d(
-            in_channels, out_channels, kernel_size, freq_size, stride, padding,
-            n_kernels=n_kernels, temperature=temperature,
-        )
-    if block == "dtdy":
-        return DTDYConv2d(in_channels, out_channels, kernel_size, freq_size, stride, padding)
+def make_conv(conv, in_channels, out_channels, kernel_size, *, freq_size, stride, padding, n_kernels, temperature):
+    """One convolution of a residual block: ``conv`` is "static", "tdy" or "dtdy"."""
+    if conv == "tdy":
+        return TDYConv2d(in_channels, out_channels, kernel_size, freq_size=freq_size, stride=stride, padding=padding,
+                         n_kernels=n_kernels, temperature=temperature)
+    if conv == "dtdy":
+        return DTDYConv2d(in_channels, out_channels, kernel_size, freq_size=freq_size, stride=stride, padding=padding)
     return StaticConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
 
 
@@ -55,13 +54,13 @@ class BasicBlock(nn.Module):
         Frequency bins of the input.
     stride : int
         Stride of the first convolution and the shortcut, on both axes.
-    block : str
+    conv : str
         "static", "tdy" or "dtdy".
     """
 
-    def __init__(self, in_channels, out_channels, freq_size, stride=1, block="tdy", n_kernels=6, temperature=31.0):
+    def __init__(self, in_channels, out_channels, *, freq_size, stride=1, conv="tdy", n_kernels=6, temperature=1.0):
         super().__init__()
-        conv_args = dict(block=block, n_kernels=n_kernels, temperature=temperature)
+        conv_args = dict(conv=conv, n_kernels=n_kernels, temperature=temperature)
         out_freq = conv_output_size(freq_size, 3, stride, 1)
         self.stride = stride
         self.conv1 = make_conv(in_channels=in_channels, out_channels=out_channels, kernel_size=3,
@@ -87,8 +86,9 @@ class BasicBlock(nn.Module):
         return self.relu(out + shortcut), out_lengths
 
 
-class ResNet34(nn.Module):
-    """ResNet-34 speaker embedding model (static, TDY-CNN or DTDY-CNN).
+class ResNet(nn.Module):
+    """ResNet speaker embedding model (static, TDY-CNN or DTDY-CNN): ResNet-34
+    with the default ``layers``, other depths with others.
 
     Arguments
     ---------
@@ -98,7 +98,7 @@ class ResNet34(nn.Module):
     channels : sequence of 4 ints
         Channels of the four stages: (16, 32, 64, 128) is "x0.25",
         (32, 64, 128, 256) "x0.5".
-    block : str
+    conv : str
         "static", "tdy" or "dtdy".
     pooling : str
         "AVG", "SAP" or "ASP" (the DTDY models use channel-wise attention for
@@ -106,14 +106,15 @@ class ResNet34(nn.Module):
     lin_neurons : int
         Embedding size.
     layers : sequence of 4 ints
-        Blocks per stage.
+        Blocks per stage ((3, 4, 6, 3): ResNet-34).
     n_kernels, temperature : int, float
-        Basis kernels and initial softmax temperature of TDY layers.
+        Basis kernels and softmax temperature of the TDY layers (1, the
+        inference value; the recipe anneals it from 31 during training).
 
     Example
     -------
     >>> import torch
-    >>> model = ResNet34(n_mels=40, channels=QUARTER_CHANNELS, block="tdy")
+    >>> model = ResNet(n_mels=40, channels=QUARTER_CHANNELS, conv="tdy")
     >>> feats = torch.randn(2, 120, 40)
     >>> model(feats, torch.tensor([1.0, 0.6])).shape
     torch.Size([2, 1, 512])
@@ -123,36 +124,36 @@ class ResNet34(nn.Module):
         self,
         n_mels=64,
         channels=HALF_CHANNELS,
-        block="tdy",
+        conv="tdy",
         pooling="AVG",
         lin_neurons=512,
         layers=(3, 4, 6, 3),
         n_kernels=6,
-        temperature=31.0,
+        temperature=1.0,
     ):
         super().__init__()
-        if block not in BLOCKS:
-            raise ValueError(f"Unknown block {block!r}; expected one of {', '.join(BLOCKS)}")
+        if conv not in CONVS:
+            raise ValueError(f"Unknown conv {conv!r}; expected one of {', '.join(CONVS)}")
         if len(channels) != 4 or len(layers) != 4:
-            raise ValueError(f"ResNet34 needs 4 stages, got channels={channels}, layers={layers}")
-        self.n_mels, self.block = n_mels, block
+            raise ValueError(f"ResNet needs 4 stages, got channels={channels}, layers={layers}")
+        self.n_mels, self.conv = n_mels, conv
         self.conv1 = nn.Conv2d(1, channels[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(channels[0])
         self.relu = nn.ReLU(inplace=True)
         freq = conv_output_size(n_mels, 7, 2, 3)
         in_channels = channels[0]
-        block_args = dict(block=block, n_kernels=n_kernels, temperature=temperature)
+        block_args = dict(conv=conv, n_kernels=n_kernels, temperature=temperature)
         for index, (width, depth, stride) in enumerate(zip(channels, layers, (1, 2, 2, 1)), start=1):
             blocks = []
             for position in range(depth):
                 block_stride = stride if position == 0 else 1
-                blocks.append(BasicBlock(in_channels, width, freq, block_stride, **block_args))
+                blocks.append(BasicBlock(in_channels, width, freq_size=freq, stride=block_stride, **block_args))
                 freq = conv_output_size(freq, 3, block_stride, 1)
                 in_channels = width
             setattr(self, f"layer{index}", nn.ModuleList(blocks))
         self.out_freq = freq
         self.time_stride = 4  # input frames per output frame (stages 2 and 3 have stride 2)
-        self.pooling = build_pooling(pooling, in_channels * freq, channel_attention=block == "dtdy")
+        self.pooling = build_pooling(pooling, in_channels * freq, channel_attention=conv == "dtdy")
         self.fc = nn.Linear(self.pooling.out_channels, lin_neurons)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -182,31 +183,31 @@ class ResNet34(nn.Module):
 
 def tdy_resnet34_half(**kwargs):
     """TDY-ResNet-34 (x0.5): 51.9M parameters at 64 mels with AVG pooling."""
-    return ResNet34(channels=HALF_CHANNELS, block="tdy", **kwargs)
+    return ResNet(channels=HALF_CHANNELS, conv="tdy", **kwargs)
 
 
 def tdy_resnet34_quarter(**kwargs):
     """TDY-ResNet-34 (x0.25): 13.3M parameters at 64 mels with AVG pooling."""
-    return ResNet34(channels=QUARTER_CHANNELS, block="tdy", **kwargs)
+    return ResNet(channels=QUARTER_CHANNELS, conv="tdy", **kwargs)
 
 
 def dtdy_resnet34_half(**kwargs):
     """DTDY-ResNet-34 (x0.5): 12.0M parameters at 64 mels with AVG pooling."""
-    return ResNet34(channels=HALF_CHANNELS, block="dtdy", **kwargs)
+    return ResNet(channels=HALF_CHANNELS, conv="dtdy", **kwargs)
 
 
 def dtdy_resnet34_quarter(**kwargs):
     """DTDY-ResNet (x0.25) as the authors define it: despite the name, their
     quarter-width DTDY model has [2, 2, 2, 2] blocks per stage."""
     kwargs.setdefault("layers", (2, 2, 2, 2))
-    return ResNet34(channels=QUARTER_CHANNELS, block="dtdy", **kwargs)
+    return ResNet(channels=QUARTER_CHANNELS, conv="dtdy", **kwargs)
 
 
 def resnet34_half(**kwargs):
     """Static ResNet-34 (x0.5), the baseline of TDY-ResNet-34 (x0.5)."""
-    return ResNet34(channels=HALF_CHANNELS, block="static", **kwargs)
+    return ResNet(channels=HALF_CHANNELS, conv="static", **kwargs)
 
 
 def resnet34_quarter(**kwargs):
     """Static ResNet-34 (x0.25), the baseline of TDY-ResNet-34 (x0.25)."""
-    return ResNet34(channels=QUARTER_CHANNELS, block="static", **kwargs)
+    return ResNet(channels=QUARTER_CHANNELS, conv="static", **kwargs)

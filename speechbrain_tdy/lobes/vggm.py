@@ -7,7 +7,8 @@ temporal pooling. In TDY-VGG-M layers 2 to 6 are TDY convolutions.
 from torch import nn
 
 from speechbrain_tdy.lobes.checks import check_features
-from speechbrain_tdy.nnet.masking import conv_output_lengths, conv_output_size, mask_time, pair, relative_to_absolute
+from speechbrain_tdy.nnet.geometry import conv_output_size, pair
+from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, relative_to_absolute
 from speechbrain_tdy.nnet.pooling import build_pooling
 from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
 
@@ -34,6 +35,10 @@ def _min_frames():
         if time >= 1:
             return frames
         frames += 1
+
+
+#: Convolution types of VGG-M's layers.
+CONVS = ("static", "tdy")
 
 
 class VGGMLayer(nn.Module):
@@ -74,40 +79,45 @@ class VGGM(nn.Module):
 
     Arguments
     ---------
-    dynamic : bool
-        Use TDY convolutions in layers 2 to 6 (TDY-VGG-M).
+    conv : str
+        "tdy": TDY convolutions in layers 2 to 6 (TDY-VGG-M); "static": plain ones.
     pooling : str
         "AVG" or "SAP".
     lin_neurons : int
         Embedding size.
     n_mels : int
         Mel bins; the architecture needs 64 (the (7, 1) layer reduces frequency to 1).
+    n_kernels, temperature : int, float
+        Basis kernels and softmax temperature of the TDY layers (1, the
+        inference value; the recipe anneals it from 31 during training).
 
     Example
     -------
     >>> import torch
-    >>> model = VGGM(dynamic=True, pooling="SAP", lin_neurons=256)
+    >>> model = VGGM(conv="tdy", pooling="SAP", lin_neurons=256)
     >>> model(torch.randn(2, 200, 64)).shape
     torch.Size([2, 1, 256])
     """
 
-    def __init__(self, dynamic=True, pooling="AVG", lin_neurons=512, n_mels=64, n_kernels=6, temperature=31.0):
+    def __init__(self, conv="tdy", pooling="AVG", lin_neurons=512, n_mels=64, n_kernels=6, temperature=1.0):
         super().__init__()
+        if conv not in CONVS:
+            raise ValueError(f"Unknown conv {conv!r}; VGGM has 'static' or 'tdy' layers")
         if pooling not in ("AVG", "SAP"):
             raise ValueError(f"VGGM supports pooling 'AVG' or 'SAP', got {pooling!r}")
         self.n_mels = n_mels
         freq, in_channels = n_mels, 1
         for index, (channels, kernel, stride, padding, pool) in enumerate(VGGM_LAYERS, start=1):
-            if dynamic and index > 1:
-                conv = TDYConv2d(in_channels, channels, kernel, freq, stride, padding,
-                                 n_kernels=n_kernels, temperature=temperature)
+            if conv == "tdy" and index > 1:
+                layer_conv = TDYConv2d(in_channels, channels, kernel, freq_size=freq, stride=stride, padding=padding,
+                                       n_kernels=n_kernels, temperature=temperature)
             else:
-                conv = StaticConv2d(in_channels, channels, kernel, stride, padding)
+                layer_conv = StaticConv2d(in_channels, channels, kernel, stride, padding)
             freq = conv_output_size(freq, kernel[0], stride[0], padding[0])
             if pool is not None:
                 freq = conv_output_size(freq, pool[0][0], pool[1][0])
             time_geometry = (pair(kernel)[1], pair(stride)[1], pair(padding)[1])
-            setattr(self, f"layer{index}", VGGMLayer(conv, channels, pool, time_geometry))
+            setattr(self, f"layer{index}", VGGMLayer(layer_conv, channels, pool, time_geometry))
             in_channels = channels
         if freq != 1:
             raise ValueError(f"VGGM needs n_mels that reduce to 1 frequency bin (e.g. 64), got n_mels={n_mels}")
@@ -144,9 +154,9 @@ class VGGM(nn.Module):
 
 def tdy_vggm(**kwargs):
     """TDY-VGG-M: 71.2M parameters with AVG pooling."""
-    return VGGM(dynamic=True, **kwargs)
+    return VGGM(conv="tdy", **kwargs)
 
 
 def vggm(**kwargs):
     """Static VGG-M, the baseline of TDY-VGG-M."""
-    return VGGM(dynamic=False, **kwargs)
+    return VGGM(conv="static", **kwargs)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, pair
+from speechbrain_tdy.nnet.geometry import check_feature_map, pair
+from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time
 
 
 def doubled_hard_sigmoid(x):
@@ -87,7 +88,7 @@ class DTDYConv2d(nn.Module):
     13
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, freq_size, stride=1, padding=0):
+    def __init__(self, in_channels, out_channels, kernel_size, *, freq_size, stride=1, padding=0):
         super().__init__()
         kernel_size, stride, padding = pair(kernel_size), pair(stride), pair(padding)
         self.in_channels, self.freq_size = in_channels, freq_size
@@ -106,11 +107,7 @@ class DTDYConv2d(nn.Module):
     def forward(self, x, lengths=None):
         """x: (batch, in_channels, freq, time); lengths: (batch,) valid time steps
         or None. Returns (batch, out_channels, freq_out, time_out)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] != self.freq_size:
-            raise ValueError(
-                f"DTDYConv2d expected input (batch, {self.in_channels}, {self.freq_size}, time), "
-                f"got {tuple(x.shape)}"
-            )
+        check_feature_map(x, self.in_channels, self.freq_size, type(self).__name__)
         x = mask_time(x, lengths)
         phi = self.fc_phi(x, lengths)
         latent = self.bn1(self.q(x))

@@ -8,26 +8,6 @@ Lengths here are absolute numbers of valid time steps, shape (batch,).
 import torch
 
 
-def pair(value):
-    """Return ``value`` as a (freq, time) tuple of ints.
-
-    >>> pair(3), pair((5, 7))
-    ((3, 3), (5, 7))
-    """
-    if isinstance(value, int):
-        return (value, value)
-    return tuple(int(v) for v in value)
-
-
-def conv_output_size(size, kernel_size, stride=1, padding=0):
-    """Output size of a convolution or pooling along one axis.
-
-    >>> conv_output_size(200, 3, stride=2, padding=1)
-    100
-    """
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
 def conv_output_lengths(lengths, kernel_size, stride=1, padding=0):
     """Valid output lengths of a convolution for valid input ``lengths``.
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, pair
+from speechbrain_tdy.nnet.geometry import check_feature_map, pair
+from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 
 
@@ -118,8 +119,9 @@ class TDYConv2d(nn.Module):
     n_kernels : int
         Number of basis kernels K (6 in the paper).
     temperature : float
-        Softmax temperature of the attention (31 at the start of training,
-        annealed to 1; see :mod:`speechbrain_tdy.nnet.temperature`).
+        Softmax temperature of the attention: 1, the inference value, unless
+        set (training anneals it from 31 to 1; see
+        :mod:`speechbrain_tdy.nnet.temperature`).
 
     The attribute ``recompute`` trades training time for memory (see
     :func:`set_recompute`): False (default) keeps the per-kernel outputs from
@@ -141,12 +143,13 @@ class TDYConv2d(nn.Module):
         in_channels,
         out_channels,
         kernel_size,
+        *,
         freq_size,
         stride=1,
         padding=0,
         bias=False,
         n_kernels=6,
-        temperature=31.0,
+        temperature=1.0,
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -164,13 +167,13 @@ class TDYConv2d(nn.Module):
 
     def attention_weights(self, x, lengths=None):
         """Mixing weights pi: (batch, K, time_out) for x: (batch, in_channels, freq, time)."""
-        self._check_input(x)
+        check_feature_map(x, self.in_channels, self.freq_size, type(self).__name__)
         return self.attention(mask_time(x, lengths), self.temperature, lengths)
 
     def forward(self, x, lengths=None):
         """x: (batch, in_channels, freq, time); lengths: (batch,) valid time steps
         or None. Returns (batch, out_channels, freq_out, time_out)."""
-        self._check_input(x)
+        check_feature_map(x, self.in_channels, self.freq_size, type(self).__name__)
         x = mask_time(x, lengths)
         pi = self.attention(x, self.temperature, lengths)
         return tdy_conv2d(x, self.weight, self.bias, pi, self.stride, self.padding, self.recomputes)
@@ -193,13 +196,6 @@ class TDYConv2d(nn.Module):
         if self.recompute == "selective":
             return self.in_channels * self.kernel_size[0] * self.kernel_size[1] <= SELECTIVE_RECOMPUTE_MAX_MACS
         return bool(self.recompute)
-
-    def _check_input(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] != self.freq_size:
-            raise ValueError(
-                f"TDYConv2d expected input (batch, {self.in_channels}, {self.freq_size}, time), "
-                f"got {tuple(x.shape)}"
-            )
 
     def extra_repr(self):
         return (

@@ -40,6 +40,8 @@ the inputs.
 import torch
 import torch.nn.functional as F
 
+from speechbrain_tdy.nnet.geometry import pair
+
 __all__ = ["tdy_conv2d"]
 
 
@@ -77,7 +79,7 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
     >>> tdy_conv2d(x, w, None, pi, (1, 1), (1, 1)).shape
     torch.Size([2, 5, 8, 10])
     """
-    stride, padding = _pair(stride), _pair(padding)
+    stride, padding = pair(stride), pair(padding)
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         # Run as conv2d would under autocast, then keep autocast out of the way.
@@ -111,10 +113,6 @@ def _onednn_strided_backward_bug(x, stride):
 def _kernel_by_kernel(tensor):
     """Whether the mixing loops over the K kernels (CPU) or runs batched over K."""
     return tensor.device.type == "cpu"
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 def _basis_conv(x, weight, bias, stride, padding):

@@ -38,6 +38,7 @@ from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.training_run import checkpoint_preference
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 
@@ -52,9 +53,7 @@ class SpeakerBrain(sb.core.Brain):
 
     def embed(self, wavs, lens):
         """Embeddings (batch, emb_dim) of waveforms (batch, samples) with relative lengths."""
-        feats = self.modules.compute_features(wavs, lens)
-        feat_lens = self.modules.compute_features.frame_lengths(lens, wavs.shape[1])
-        return self.modules.embedding_model(feats, feat_lens).squeeze(1)
+        return EmbeddingPipeline(self.modules.compute_features, self.modules.embedding_model)(wavs, lens)
 
     def training_waveforms(self, batch):
         """The batch's waveforms (batch', samples') on the device, augmented in

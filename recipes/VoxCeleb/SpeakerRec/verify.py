@@ -35,7 +35,6 @@ from speechbrain_tdy.atomic import atomic_path, save_atomically, write_text_atom
 from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
-from speechbrain_tdy.inference.long_audio import embed_waveforms
 from speechbrain_tdy.training_run import INFERENCE_TEMPERATURE, load_training_run
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
@@ -48,12 +47,11 @@ def load_trained_model(train_output_folder, device, allow_untrained=False):
     """Embedding function (wavs, relative lengths) -> embeddings of the best
     checkpoint of a train.py run, and the run (see ``load_training_run``)."""
     run = load_training_run(train_output_folder, allow_untrained)
-    compute_features = run.compute_features.to(device)
-    embedding_model = run.embedding_model.to(device)
+    pipeline = run.pipeline.to(device)
     print(describe_checkpoint(run.checkpoint, run.epoch), flush=True)
 
     def embed(wavs, lens):
-        return embed_waveforms(compute_features, embedding_model, wavs.to(device), lens.to(device)).squeeze(1)
+        return pipeline.embed(wavs.to(device), lens.to(device))
 
     return embed, run
 

@@ -1,0 +1,52 @@
+"""The installed package stands alone: built as a wheel and installed in a fresh
+environment, used from another folder, it converts and exports."""
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import torch
+
+from conftest import fill_weights
+from test_security import fake_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_wheel_installed_without_the_checkout_converts_and_exports(reference_fixture, tmp_path):
+    source = shutil.copytree(ROOT, tmp_path / "source", ignore=shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "results", "demo_output", "__pycache__"))
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(wheels), str(source)], check=True, cwd=tmp_path, capture_output=True)
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    purelib = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    # The dependencies come from this environment, read as a plain folder: its
+    # .pth files (among them the editable install of the checkout) are not run.
+    (purelib / "dependencies.pth").write_text("\n".join([*site.getsitepackages(), sysconfig.get_paths()["purelib"]]))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(purelib),
+                    *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    located = subprocess.run([python, "-c", "import speechbrain_tdy; print(speechbrain_tdy.__file__)"], cwd=work,
+                             env=env, check=True, capture_output=True, text=True).stdout
+    assert located.startswith(str(purelib))
+
+    state = fill_weights({name: torch.zeros(shape) for name, shape in reference_fixture["keys"]},
+                         reference_fixture["gain"])
+    torch.save({f"__S__.{key}": value for key, value in state.items()}, work / "ck.model")
+    subprocess.run([python, "-m", "speechbrain_tdy.convert", "ck.model", "converted", "--model", "TDy_ResNet34_quarter",
+                    "--encoder-type", "AVG", "--n-mels", "40"], cwd=work, env=env, check=True, capture_output=True)
+    fake_run(work / "run")
+    subprocess.run([python, "-m", "speechbrain_tdy.export", "run", "exported"], cwd=work, env=env, check=True,
+                   capture_output=True)
+    for folder in ("converted", "exported"):
+        assert {"hyperparams.yaml", "embedding_model.ckpt", "README.md"} <= {p.name for p in (work / folder).iterdir()}
