@@ -74,6 +74,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     def __init__(self, *args, calibration=None, cohort=None, settings=None, backend="torch", onnx_file=None,
                  **kwargs):
         super().__init__(*args, **kwargs)
+        self.onnx_model = self._onnx_model(backend, onnx_file)
         self.calibration = calibration
         self.cohort = None if cohort is None else cohort.to(self.device)
         settings = settings or check_settings(vars(self.hparams), "hparams")
@@ -84,7 +85,6 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         self.crop_frames = settings["crop_frames"]
         self.num_crops = settings["num_crops"]
         self.as_norm_top_n = settings["as_norm_top_n"]
-        self.onnx_model = self._onnx_model(backend, onnx_file)
         self.gallery = SpeakerGallery()
         self._fingerprint = None
 
