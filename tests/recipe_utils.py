@@ -46,8 +46,8 @@ TRANSFORMS = ["add_noise", "add_reverb", "drop_freq", "drop_chunk", "speed_pertu
 def recipe_brain(monkeypatch, corpus, output, *run_args, hparams="tdy_resnet34_quarter.yaml", **overrides):
     """train.py's SpeakerBrain built in this process on the tiny corpus with
     TINY settings, ``--key=value`` overrides and run options (``"--precision=bf16"``),
-    left as ``Brain.fit`` leaves it before the first step of epoch 1; and the
-    first training batch."""
+    left as ``Brain.fit`` leaves it before calling ``fit_batch`` on the first
+    batch of epoch 1; and that batch."""
     monkeypatch.syspath_prepend(str(RECIPE))
     import train
 
@@ -58,6 +58,7 @@ def recipe_brain(monkeypatch, corpus, output, *run_args, hparams="tdy_resnet34_q
     brain.on_fit_start()
     brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     brain.modules.train()
+    brain.step = 1  # Brain.fit counts the batch before fit_batch (the temperature of step 1)
     return brain, next(iter(loader))
 
 

@@ -28,10 +28,10 @@ from recipe_utils import RECIPE, TINY, run_script
 
 ARCH = ARCHITECTURES["tdy_resnet34_quarter"]
 VALUES = ARCH.model_values(n_mels=TINY["n_mels"], emb_dim=TINY["emb_dim"], channels=TINY["channels"])
-RUN_HPARAMS = """architecture: tdy_resnet34_quarter
-n_mels: 24
-emb_dim: 16
-channels: [4, 8, 8, 16]
+RUN_HPARAMS = f"""architecture: tdy_resnet34_quarter
+n_mels: {TINY["n_mels"]}
+emb_dim: {TINY["emb_dim"]}
+channels: {TINY["channels"]}
 pooling: AVG
 loss: softmaxproto
 crop_frames: 64
