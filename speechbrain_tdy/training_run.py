@@ -50,8 +50,9 @@ class TrainingRun:
 
     @property
     def epoch(self):
-        """Epoch the checkpoint ends (0 without checkpoint or epoch counter)."""
-        path = self.checkpoint.paramfiles.get("epoch_counter") if self.checkpoint is not None else None
+        """Epoch the checkpoint ends, from the recipe's epoch counter (recoverable
+        "counter"; 0 without checkpoint or counter)."""
+        path = self.checkpoint.paramfiles.get("counter") if self.checkpoint is not None else None
         if path is None:
             return 0
         try:
