@@ -10,7 +10,6 @@ from speechbrain_tdy.nnet.pooling import (
 from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d, set_recompute
 from speechbrain_tdy.nnet.temperature import (
     TemperatureScheduler,
-    anneal_temperature,
     set_temperature,
     temperature_at_epoch,
     temperature_at_progress,
@@ -25,7 +24,6 @@ __all__ = [
     "TDYConv2d",
     "TemperatureScheduler",
     "TemporalAveragePooling",
-    "anneal_temperature",
     "build_pooling",
     "set_recompute",
     "set_temperature",

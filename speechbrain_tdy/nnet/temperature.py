@@ -59,17 +59,6 @@ def temperature_at_progress(
     return max(float(final), float(initial) - float(step) * float(progress))
 
 
-def anneal_temperature(model, step=TEMPERATURE_STEP, final=FINAL_TEMPERATURE):
-    """Lower every TDY layer's temperature by ``step``, not below ``final``.
-
-    Returns the new temperature, or None if ``model`` has no TDY layer.
-    """
-    layers = tdy_layers(model)
-    for layer in layers:
-        layer.temperature = max(float(final), layer.temperature - float(step))
-    return layers[0].temperature if layers else None
-
-
 @register_checkpoint_hooks
 class TemperatureScheduler:
     """Temperature schedule of training, saved in SpeechBrain checkpoints.
