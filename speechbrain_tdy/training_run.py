@@ -61,11 +61,12 @@ class TrainingRun:
             raise ValueError(f"{path} does not hold an epoch number") from error
 
     def checkpoint_summary(self):
-        """What is scored: {"checkpoint", "epoch", "temperature", ...} or {"checkpoint": None}."""
+        """What is scored: {"name", "epoch", and the checkpoint's metadata (training
+        temperature, dev metrics)}, or {"name": None, "untrained": True}."""
         if self.checkpoint is None:
-            return {"checkpoint": None, "untrained": True}
+            return {"name": None, "untrained": True}
         meta = {key: value for key, value in self.checkpoint.meta.items() if key != "unixtime"}
-        return {"checkpoint": self.checkpoint.path.name, "epoch": self.epoch, **meta}
+        return {"name": self.checkpoint.path.name, "epoch": self.epoch, **meta}
 
 
 def load_training_run(output_folder, allow_untrained=False):

@@ -449,7 +449,7 @@ def test_verify_scores_a_moved_run_and_names_its_checkpoint(tiny_corpus, tmp_pat
     overrides = {"data_folder": tiny_corpus, "train_output_folder": run}
     run_script("verify.py", "hparams/verification.yaml", overrides)
     results = json.loads((run / "verification" / "results.json").read_text())
-    assert results["checkpoint"] == "CKPT+2026-11-27+00-00-00+00" and results["temperature"] == 1.0
+    assert results["checkpoint"]["name"] == "CKPT+2026-11-27+00-00-00+00" and results["checkpoint"]["temperature"] == 1.0
     calibration = json.loads((run / "threshold.json").read_text())
     assert calibration["on_evaluation_list"] is True
     untrained = fake_run(tmp_path / "untrained", checkpoint=False)
@@ -458,7 +458,7 @@ def test_verify_scores_a_moved_run_and_names_its_checkpoint(tiny_corpus, tmp_pat
     assert result.returncode != 0 and "allow_untrained" in result.stderr
     run_script("verify.py", "hparams/verification.yaml",
                dict(overrides, train_output_folder=untrained, allow_untrained=True))
-    assert json.loads((untrained / "verification" / "results.json").read_text())["untrained"] is True
+    assert json.loads((untrained / "verification" / "results.json").read_text())["checkpoint"]["untrained"] is True
 
 
 # Corpus tools -----------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def main(argv):
     labels = [t.label for t in trials]
     eer, threshold, min_dcf = error_rates(scores, labels, hparams["p_target"])
     results = {"EER": eer, "minDCF": min_dcf, "n_trials": len(trials), "threshold": threshold,
-               "verification_file": str(hparams["verification_file"]), **run.checkpoint_summary()}
+               "verification_file": str(hparams["verification_file"]), "checkpoint": run.checkpoint_summary()}
     write_outputs(Path(hparams["output_folder"]), trials, scores, labels, results)
     logger.info("Verification results: %s", results)
     print(json.dumps(results))
