@@ -118,7 +118,7 @@ def end_of_epoch_temperatures(n_epochs, steps):
 
 def test_resumed_run_continues_the_temperature_and_learning_rate_schedules(tiny_corpus, tmp_path):
     script_args = tiny_overrides(tiny_corpus, tmp_path, augment=False, lr=0.002, lr_decay=0.5, lr_decay_every=2,
-                                 lr_warmup_epochs=1)
+                                 lr_warmup_epochs=2)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", script_args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(script_args, number_of_epochs=3))
     lines = train_log_lines(tmp_path)
@@ -126,7 +126,7 @@ def test_resumed_run_continues_the_temperature_and_learning_rate_schedules(tiny_
     assert steps >= 4
     # annealed at every step: 31 - 3 (steps - 1) / steps at the end of epoch 1, and so on
     assert [epoch_and("temperature", line) for line in lines] == end_of_epoch_temperatures(3, steps)
-    # warm-up, full, decayed
+    # the last steps of: half the warm-up, the end of the warm-up, the first decayed epoch
     assert [epoch_and("lr", line) for line in lines] == [(1, 0.001), (2, 0.002), (3, 0.001)]
 
 
@@ -165,29 +165,38 @@ def test_run_with_grad_accumulation_resumes(tiny_corpus, tmp_path):
     assert (epoch_1, epoch_2) == (1, 2) and first < 31.0 and second == pytest.approx(first - 3.0)  # one epoch on
 
 
-def test_every_training_step_sets_its_own_temperature(monkeypatch):
+def test_every_training_step_sets_its_own_temperature_and_learning_rate(monkeypatch):
     monkeypatch.syspath_prepend(str(RECIPE))
     import train
     from speechbrain_tdy.nnet import TDYConv2d
 
     layer = TDYConv2d(2, 2, 3, freq_size=4)
-    brain = types.SimpleNamespace(hparams=types.SimpleNamespace(temperature_scheduler=TemperatureScheduler()),
-                                  modules=types.SimpleNamespace(embedding_model=layer), epoch_meta={"epoch": 2},
+    hparams = types.SimpleNamespace(temperature_scheduler=TemperatureScheduler(), lr=1.0, lr_decay=0.5,
+                                    lr_decay_every=5, lr_warmup_epochs=4)
+    brain = types.SimpleNamespace(hparams=hparams, modules=types.SimpleNamespace(embedding_model=layer),
+                                  optimizer=torch.optim.Adam(layer.parameters()), epoch_meta={"epoch": 2},
                                   steps_per_epoch=10)
-    temperatures = []
+    temperatures, rates = [], []
     for brain.step in range(1, 11):  # Brain counts the batches of an epoch from 1
         train.SpeakerBrain.on_fit_batch_start(brain, batch=None, should_step=True)
         temperatures.append(layer.temperature)
+        rates.append(brain.optimizer.param_groups[0]["lr"])
     assert temperatures == pytest.approx([28.0 - 0.3 * i for i in range(10)])
+    assert rates == pytest.approx([(11 + i) / 40 for i in range(10)])  # steps 11..20 of a 40-step warm-up
+    assert brain.epoch_meta["lr"] == rates[-1]
 
 
-@pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [2, 4, 2, 2, 1]), (3, [1, 2, 1.5, 2, 1])])
+@pytest.mark.parametrize("warmup, expected", [(0, [4, 4, 2, 2, 1]), (1, [4, 4, 2, 2, 1]), (2, [2, 4, 2, 2, 1]),
+                                              (4, [1, 2, 1.5, 2, 1])])
 def test_learning_rate_warms_up_linearly_then_decays_in_steps(warmup, expected, monkeypatch):
     monkeypatch.syspath_prepend(str(RECIPE))
     import train
 
+    # the first step of each epoch, 1 step per epoch: the warm-up ends with epoch `warmup`
     got = [train.learning_rate(epoch, 4.0, 0.5, 2, warmup) for epoch in range(1, 6)]
     assert got == pytest.approx(expected)
+    steps = [train.learning_rate(1, 4.0, 0.5, 2, 1, step, 8) for step in range(8)]
+    assert steps == pytest.approx([0.5 * (i + 1) for i in range(8)])
 
 
 def test_killed_run_resumes_from_its_intra_epoch_checkpoint(tiny_corpus, tmp_path):

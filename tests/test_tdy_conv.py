@@ -135,6 +135,27 @@ def test_scheduler_state_survives_a_checkpoint(tmp_path):
     assert restored.current == 19.0
 
 
+def test_attention_without_input_gradient_gives_the_same_outputs_and_the_constant_attention_gradient():
+    from speechbrain_tdy.nnet import set_attention_input_grad
+    from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
+
+    torch.manual_seed(0)
+    layer = TDYConv2d(3, 4, 3, freq_size=6, padding=1, temperature=1.0).double()
+    x = torch.randn(2, 3, 6, 9, dtype=torch.float64, requires_grad=True)
+    grad_y = torch.randn(2, 4, 6, 9, dtype=torch.float64)
+    full_y = layer(x)
+    (full,) = torch.autograd.grad(full_y, x, grad_y)
+    assert set_attention_input_grad(layer, False) == 1
+    y = layer(x)
+    torch.testing.assert_close(y, full_y, rtol=0, atol=0)
+    y.backward(grad_y)
+    pi = layer.attention_weights(x).detach()  # the attention as a constant: the main path only
+    (main_path,) = torch.autograd.grad(tdy_conv2d(x, layer.weight, None, pi, (1, 1), (1, 1)), x, grad_y)
+    torch.testing.assert_close(x.grad, main_path)
+    assert (x.grad - full).abs().max() > 1e-3  # the attention path carries gradient when enabled
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.attention.parameters())
+
+
 def test_wrong_input_shape_is_a_clear_error():
     layer = TDYConv2d(4, 8, 3, freq_size=10, padding=1)
     with pytest.raises(ValueError, match=r"expected input \(batch, 4, 10, time\), got \(2, 4, 12, 30\)"):

@@ -7,7 +7,7 @@ from speechbrain_tdy.nnet.pooling import (
     TemporalAveragePooling,
     build_pooling,
 )
-from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d, set_recompute
+from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d, set_attention_input_grad, set_recompute
 from speechbrain_tdy.nnet.temperature import (
     TemperatureScheduler,
     set_temperature,
@@ -25,6 +25,7 @@ __all__ = [
     "TemperatureScheduler",
     "TemporalAveragePooling",
     "build_pooling",
+    "set_attention_input_grad",
     "set_recompute",
     "set_temperature",
     "temperature_at_epoch",

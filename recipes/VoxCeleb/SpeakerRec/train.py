@@ -38,6 +38,7 @@ from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.nnet import set_attention_input_grad
 from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.training_run import checkpoint_preference
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
@@ -156,19 +157,19 @@ class SpeakerBrain(sb.core.Brain):
         return loader
 
     def on_fit_batch_start(self, batch, should_step):
-        """Set the TDY temperature of this step: ``self.step`` counts this
-        epoch's batches from 1 (and is restored with an intra-epoch checkpoint)."""
-        self.hparams.temperature_scheduler(
-            self.modules.embedding_model, self.epoch_meta["epoch"], self.step - 1, self.steps_per_epoch
-        )
+        """Set the TDY temperature and the learning rate of this step: ``self.step``
+        counts this epoch's batches from 1 (and is restored with an intra-epoch checkpoint)."""
+        epoch, step = self.epoch_meta["epoch"], self.step - 1
+        self.hparams.temperature_scheduler(self.modules.embedding_model, epoch, step, self.steps_per_epoch)
+        lr = learning_rate(epoch, self.hparams.lr, self.hparams.lr_decay, self.hparams.lr_decay_every,
+                           self.hparams.lr_warmup_epochs, step, self.steps_per_epoch)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        self.epoch_meta["lr"] = lr
 
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             temperature = self.hparams.temperature_scheduler(self.modules.embedding_model, epoch)
-            lr = learning_rate(epoch, self.hparams.lr, self.hparams.lr_decay, self.hparams.lr_decay_every,
-                               self.hparams.lr_warmup_epochs)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
-            self.epoch_meta = {"epoch": epoch, "lr": lr}
+            self.epoch_meta = {"epoch": epoch, "lr": None}  # lr: that of the epoch's last step
             if temperature is not None:  # a model with TDY layers
                 self.epoch_meta["temperature"] = temperature
             if self.hparams.batch_sampler is not None:
@@ -225,12 +226,20 @@ class SpeakerBrain(sb.core.Brain):
         return {"EER": eer, "minDCF": min_dcf, "threshold": threshold}
 
 
-def learning_rate(epoch, lr, decay, decay_every, warmup_epochs=0):
-    """Learning rate of epoch ``epoch`` (1-based): ``lr`` times ``decay`` every
-    ``decay_every`` epochs, ramped up linearly over the first ``warmup_epochs``
-    epochs (lr / (W + 1), 2 lr / (W + 1), ..., then lr). A function of the
-    epoch alone, so a resumed run continues the schedule."""
-    warmup = min(1.0, epoch / (warmup_epochs + 1))
+def learning_rate(epoch, lr, decay, decay_every, warmup_epochs=0, step=0, steps_per_epoch=1):
+    """Learning rate of step ``step`` (0-based) of ``steps_per_epoch`` in epoch
+    ``epoch`` (1-based): ``lr`` times ``decay`` every ``decay_every`` epochs,
+    ramped up linearly, step by step, over the first ``warmup_epochs`` epochs
+    (the k-th step of training gets k / (warmup_epochs * steps_per_epoch) of
+    it). A function of (epoch, step), so a resumed run continues the schedule.
+
+    >>> [learning_rate(1, 1.0, 0.5, 2, warmup_epochs=1, step=i, steps_per_epoch=4) for i in range(4)]
+    [0.25, 0.5, 0.75, 1.0]
+    >>> [learning_rate(epoch, 1.0, 0.5, 2) for epoch in (1, 2, 3, 5)]
+    [1.0, 1.0, 0.5, 0.25]
+    """
+    done = (epoch - 1) * steps_per_epoch + step + 1
+    warmup = min(1.0, done / (warmup_epochs * steps_per_epoch)) if warmup_epochs > 0 else 1.0
     return lr * warmup * decay ** ((epoch - 1) // decay_every)
 
 
@@ -308,6 +317,7 @@ def setup(argv):
 
     if hparams["loss"] not in hparams["loss_heads"]:
         raise ValueError(f"loss must be one of {', '.join(hparams['loss_heads'])}, got {hparams['loss']!r}")
+    set_attention_input_grad(hparams["embedding_model"], hparams["attention_input_grad"])
     train_data, valid_data, label_encoder = dataio_prep(hparams)
     loss_head = hparams["loss_heads"][hparams["loss"]](n_classes=len(label_encoder))
     hparams["modules"]["loss_head"] = loss_head
