@@ -16,7 +16,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m speechbrain_tdy.demo
+	$(PY) tools/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest

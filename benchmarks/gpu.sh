@@ -86,13 +86,13 @@ recipe_dir=recipes/VoxCeleb/SpeakerRec
 
 # The parts below run in `bash -c` under `timeout`: functions are exported, arrays passed as arguments.
 make_corpus() {  # make_corpus MINI_CORPUS_ARGS...
-    python -m speechbrain_tdy.mini_corpus "$work/corpus" "$@" --seed 1 --workers "$(nproc)" &&
+    python tools/mini_corpus.py "$work/corpus" "$@" --seed 1 --workers "$(nproc)" &&
         python -c "import sys; from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_rirs as w
 print(w(sys.argv[1]))" "$work/corpus"
 }
 
 train() {  # train TRAIN_ARGS...
-    cd "$recipe_dir" && python train.py hparams/tdy.yaml --data_folder="$work/corpus" \
+    cd "$recipe_dir" && python train.py hparams/tdy_resnet34_half.yaml --data_folder="$work/corpus" \
         --dev_verification_file="$work/corpus/veri_dev.txt" --output_folder="$work/train" --device="$device" \
         --precision="$precision" --number_of_epochs=3 --temperature_step=15 --eer_every_n_epochs=3 --split_ratio=[90,10] \
         "$@" && cp "$work/train/train_log.txt" "$out/train_log.txt"

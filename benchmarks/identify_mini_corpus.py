@@ -4,7 +4,7 @@
     python benchmarks/identify_mini_corpus.py MODEL CORPUS [--enrol 3] [--threshold T]
 
 MODEL is a model folder (e.g. the demo's ``exported_model``), CORPUS a folder
-written by ``python -m speechbrain_tdy.mini_corpus`` (its ``corpus.json``
+written by ``python tools/mini_corpus.py`` (its ``corpus.json``
 names the held-out speakers). Each test speaker is enrolled from its first
 ``--enrol`` utterances in path order (``TDYSpeakerRecognition.enroll``); its
 other utterances are identified (``identify``), and so are all utterances of
@@ -78,13 +78,16 @@ def main(argv=None):
         "equal_rate_identification": round(rates(equal)[0], 2),
         "equal_rate_rejection": round(rates(equal)[1], 2),
     }
-    print(f"{len(split['test'])} speakers enrolled from {args.enrol} utterances each; {len(known)} known and "
-          f"{len(unknown)} unknown ({len(split['dev'])} dev speakers) test utterances; threshold {threshold:.4f}")
-    print(f"top-1 accuracy {result['top1_accuracy']}%; at the threshold: identified and accepted "
-          f"{result['identification_rate']}%, unknown speakers rejected {result['open_set_rejection_rate']}%")
-    print(f"threshold where both rates are equal (chosen on these trials): {equal:.4f}, identified and accepted "
-          f"{result['equal_rate_identification']}%, unknown speakers rejected {result['equal_rate_rejection']}%")
-    print(json.dumps(result))
+    report = [
+        f"{len(split['test'])} speakers enrolled from {args.enrol} utterances each; {len(known)} known and "
+        f"{len(unknown)} unknown ({len(split['dev'])} dev speakers) test utterances; threshold {threshold:.4f}",
+        f"top-1 accuracy {result['top1_accuracy']}%; at the threshold: identified and accepted "
+        f"{result['identification_rate']}%, unknown speakers rejected {result['open_set_rejection_rate']}%",
+        f"threshold where both rates are equal (chosen on these trials): {equal:.4f}, identified and accepted "
+        f"{result['equal_rate_identification']}%, unknown speakers rejected {result['equal_rate_rejection']}%",
+        json.dumps(result),
+    ]
+    print("\n".join(report))
 
 
 if __name__ == "__main__":

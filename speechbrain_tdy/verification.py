@@ -6,6 +6,7 @@ Shared by the recipe's validation (EER on the dev list during training) and
 import logging
 from pathlib import Path
 
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.metric_stats import EER, minDCF
@@ -16,9 +17,20 @@ from speechbrain_tdy.scoring import score_pairs
 logger = logging.getLogger(__name__)
 
 
+#: Padded audio per batch of whole utterances in :func:`embed_files` (seconds at 16 kHz).
+BATCH_SECONDS = 96
+
+
 @torch.no_grad()
-def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_crops=10):
+def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_crops=10,
+                batch_samples=BATCH_SECONDS * 16000):
     """Embeddings of audio files, L2-normalised.
+
+    Whole utterances are embedded in batches of similar durations (read from
+    the headers), zero-padded, with their relative lengths, each of at most
+    ``batch_samples`` padded samples (a longer file alone); ``embed`` must
+    ignore the padding, as :class:`~speechbrain_tdy.pipeline.EmbeddingPipeline`
+    does. With ``crop_samples``, each file's crops are one batch.
 
     Arguments
     ---------
@@ -36,14 +48,47 @@ def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_cr
         path -> tensor (dim,) for whole utterances, (num_crops, dim) for crops.
     """
     embeddings = {}
-    for path in paths:
-        wav = read_segment(str(Path(root) / path), sample_rate=sample_rate)
-        if not wav.any():
-            raise AudioError(f"{Path(root) / path}: digital silence, there is no voice to embed")
-        batch = wav.unsqueeze(0) if crop_samples is None else evenly_spaced_crops(wav, crop_samples, num_crops)
-        out = F.normalize(embed(batch, torch.ones(batch.shape[0])), dim=-1).cpu()
-        embeddings[path] = out[0] if crop_samples is None else out
+    if crop_samples is not None:
+        for path in paths:
+            crops = evenly_spaced_crops(_voiced(Path(root) / path, sample_rate), crop_samples, num_crops)
+            embeddings[path] = F.normalize(embed(crops, torch.ones(num_crops)), dim=-1).cpu()
+        return embeddings
+    for batch in _length_batches(paths, root, batch_samples):
+        wavs = [_voiced(Path(root) / path, sample_rate) for path in batch]
+        longest = max(len(wav) for wav in wavs)
+        padded = torch.stack([F.pad(wav, (0, longest - len(wav))) for wav in wavs])
+        lengths = torch.tensor([len(wav) / longest for wav in wavs])
+        embeddings.update(zip(batch, F.normalize(embed(padded, lengths), dim=-1).cpu()))
     return embeddings
+
+
+def _voiced(path, sample_rate):
+    """``read_segment(path)``, refusing digital silence."""
+    wav = read_segment(str(path), sample_rate=sample_rate)
+    if not wav.any():
+        raise AudioError(f"{path}: digital silence, there is no voice to embed")
+    return wav
+
+
+def _length_batches(paths, root, batch_samples):
+    """``paths`` in batches of similar header durations, longest first, each of at
+    most ``batch_samples`` padded samples (or one file)."""
+    def frames(path):
+        try:
+            return sf.info(str(Path(root) / path)).frames
+        except (RuntimeError, OSError):
+            return 0  # read_segment names the file and the problem when the batch is read
+
+    ordered = sorted(((frames(path), path) for path in paths), reverse=True)
+    batches, batch, longest = [], [], 0
+    for length, path in ordered:
+        if batch and (len(batch) + 1) * longest > batch_samples:
+            batches.append(batch)
+            batch = []
+        if not batch:
+            longest = length
+        batch.append(path)
+    return batches + [batch] if batch else batches
 
 
 def score_trials(trials, embeddings, score_norm=None, cohort=None, top_n=None):

@@ -83,7 +83,7 @@ def reference_fixture():
 def tiny_corpus(tmp_path_factory):
     """A small mini corpus (6 train, 2 dev, 2 test speakers) with noise and RIR folders."""
     from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_rirs
-    from speechbrain_tdy.mini_corpus import generate_corpus
+    from mini_corpus import generate_corpus
 
     root = tmp_path_factory.mktemp("tiny_corpus")
     generate_corpus(root, n_speakers=10, n_utterances=8, seed=3, durations=(1.2, 2.0))

@@ -5,10 +5,12 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
+import torch
 from speechbrain.augment.augmenter import Augmenter
 from speechbrain.augment.time_domain import SpeedPerturb
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "VoxCeleb" / "SpeakerRec"
+TOOLS = Path(__file__).resolve().parent.parent / "tools"  # the mini corpus and the demo
 
 # Small enough for seconds per epoch on 2 CPU cores.
 TINY = {
@@ -73,15 +75,34 @@ def forced_augmenter(brain, transform):
 def augmented_step(brain, batch, augmenter):
     """One training step (``brain.fit_batch``) with ``augmenter``: its loss, the
     clean waveforms (batch, samples) and the waveforms the front end received."""
-    brain.hparams.wav_augment = augmenter
+    configured, brain.hparams.wav_augment = brain.hparams.wav_augment, augmenter
     clean, seen = batch.sig.data.clone(), []
     hook = brain.modules.compute_features.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     try:
         loss = brain.fit_batch(batch)
     finally:
         hook.remove()
+        brain.hparams.wav_augment = configured
     assert len(seen) == 1, "one pass through the front end"
     return loss, clean.to(seen[0].device), seen[0]
+
+
+def check_forced_transform(brain, batch, transform):
+    """One training step with ``transform`` alone: a finite loss and float32
+    waveforms that the transform changed, which it returns."""
+    loss, clean, augmented = augmented_step(brain, batch, forced_augmenter(brain, transform))
+    assert torch.isfinite(loss)
+    assert augmented.dtype == torch.float32
+    assert augmented.shape != clean.shape or not torch.equal(augmented, clean), "the transform was applied"
+    return augmented
+
+
+def check_configured_augmenter(brain, batch, steps):
+    """``steps`` training steps with the recipe's Augmenter (it draws 1-2 of
+    the 5 transforms, with probability 0.8): finite losses, float32 waveforms."""
+    for _ in range(steps):
+        loss, _, augmented = augmented_step(brain, batch, brain.hparams.wav_augment)
+        assert torch.isfinite(loss) and augmented.dtype == torch.float32
 
 
 def step_gradients(brain, batch, grad_accumulation_factor):

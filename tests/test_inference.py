@@ -19,6 +19,7 @@ from speechbrain_tdy.dataio.audio import AudioError, wrap_pad
 from speechbrain_tdy.inference import TDYSpeakerRecognition, UnsafeHyperparamsError, load_model_hparams
 from speechbrain_tdy.inference.model_files import CheckpointMismatchError
 from speechbrain_tdy.scoring import normalise_score
+from speechbrain_tdy.verification import embed_files
 
 from conftest import fill_weights
 
@@ -247,6 +248,26 @@ def test_a_batch_mixing_lengths_embeds_each_item_as_alone(model):
     for item, embedding in zip(items, together):
         torch.testing.assert_close(embedding, model.encode_batch(item)[0], rtol=0, atol=1e-5)
     assert together.shape == (3, 1, 512)
+
+
+def test_trial_files_are_embedded_in_length_batches_as_alone(model, tmp_path):
+    """verify.py and the recipe's dev EER embed whole files in padded batches of similar lengths."""
+    names = [Path(write_wav(tmp_path / f"{i}.wav", speech_like(seconds, seed=i))).name
+             for i, seconds in enumerate((1.0, 2.3, 4.0, 1.1, 2.2))]
+    calls = []
+
+    def embed(wavs, lens):
+        calls.append(len(wavs))
+        return model.encode_batch(wavs, lens)[:, 0]
+
+    alone = embed_files(embed, names, tmp_path, batch_samples=1)
+    assert calls == [1] * 5
+    calls.clear()
+    batched = embed_files(embed, names, tmp_path, batch_samples=int(5.0 * 16000))  # 4 s alone, then 2 x 2.3 s, 2 x 1.1 s
+    assert calls == [1, 2, 2]
+    assert batched.keys() == alone.keys()
+    for name in names:
+        torch.testing.assert_close(batched[name], alone[name], rtol=0, atol=1e-5)
 
 
 def test_long_recordings_are_embedded_in_chunks_with_the_same_result(model_folder):

@@ -17,10 +17,10 @@ from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.nnet import TemperatureScheduler
 from speechbrain_tdy.verification import error_rates
 
-from recipe_utils import (RECIPE, TINY, TRANSFORMS, augmented_step, forced_augmenter, recipe_brain, run_script,
-                          step_gradients, train_log_lines)
+from recipe_utils import (RECIPE, TINY, TRANSFORMS, check_configured_augmenter, check_forced_transform, recipe_brain,
+                          run_script, step_gradients, train_log_lines)
 
-HPARAMS = ["tdy.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
+HPARAMS = ["tdy_resnet34_half.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
 
 
 def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra):
@@ -34,11 +34,14 @@ def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra)
 
 @pytest.mark.parametrize("hparams", HPARAMS)
 def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
-    result = run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams))
+    # with a warm-up, so that the learning rate changes at every step (quietly)
+    result = run_script("train.py", f"hparams/{hparams}", tiny_overrides(tiny_corpus, tmp_path, hparams, lr_warmup_epochs=1))
     (log,) = train_log_lines(tmp_path)
     assert "epoch: 1" in log and "valid speaker-classification error: " in log and "valid EER" in log
     assert "train samples_per_s" in log
-    assert "cannot save figures" not in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for spurious in ("cannot save figures", "Changing lr", "expect_len was never called", "CategoricalEncoder is not empty"):
+        assert spurious not in output, spurious
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
@@ -63,18 +66,40 @@ def test_bf16_training_step_augments_in_float32(transform, bf16_brain):
     a GPU, SpeedPerturb then fails on the CPU): the recipe augments in float32."""
     brain, batch = bf16_brain
     assert brain.precision == "bf16"
-    loss, clean, augmented = augmented_step(brain, batch, forced_augmenter(brain, transform))
-    assert torch.isfinite(loss)
-    assert augmented.dtype == torch.float32
-    assert augmented.shape != clean.shape or not torch.equal(augmented, clean), "the transform was applied"
+    check_forced_transform(brain, batch, transform)
+
+
+def test_the_recipe_trains_the_attention_without_its_input_gradient(bf16_brain, tiny_corpus, tmp_path, monkeypatch):
+    from speechbrain_tdy.nnet.tdy_conv import tdy_layers
+
+    layers = tdy_layers(bf16_brain[0].modules.embedding_model)
+    assert layers and not any(layer.attention_input_grad for layer in layers)  # attention_input_grad: False
+    brain, _ = recipe_brain(monkeypatch, tiny_corpus, tmp_path, attention_input_grad=True)  # the authors' training
+    assert all(layer.attention_input_grad for layer in tdy_layers(brain.modules.embedding_model))
 
 
 def test_bf16_training_steps_with_the_configured_augmenter(bf16_brain):
-    brain, batch = bf16_brain
-    configured = brain.hparams.wav_augment
-    for _ in range(4):  # it draws 1-2 of the 5 transforms, with probability 0.8
-        loss, _, augmented = augmented_step(brain, batch, configured)
-        assert torch.isfinite(loss) and augmented.dtype == torch.float32
+    check_configured_augmenter(*bf16_brain, steps=4)
+
+
+def test_label_encoder_is_written_once_and_a_folder_of_other_speakers_is_refused(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPE))
+    import train
+    from voxceleb_prepare import prepare_voxceleb
+
+    prepare_voxceleb(tiny_corpus, tmp_path, verification_pairs_file=[tiny_corpus / "veri_test.txt"], split_ratio=[90, 10])
+    hparams = {"train_annotation": tmp_path / "train.csv", "valid_annotation": tmp_path / "dev.csv", "seed": 1,
+               "crop_samples": 16240, "sample_rate": 16000, "save_folder": tmp_path, "valid_crop_frames": None}
+    _, _, encoder = train.dataio_prep(hparams)
+    speakers = sorted({row["spk_id"] for row in load_manifest(tmp_path / "train.csv").values()})
+    assert [encoder.ind2lab[i] for i in range(len(encoder))] == speakers
+    written = (tmp_path / "label_encoder.txt").read_text()
+    _, _, again = train.dataio_prep(hparams)  # a resumed run reads the same mapping
+    assert again.lab2ind == encoder.lab2ind and (tmp_path / "label_encoder.txt").read_text() == written
+
+    (tmp_path / "label_encoder.txt").write_text(written.replace(speakers[0], "id99999"))
+    with pytest.raises(ValueError, match="label_encoder.txt holds other speakers than the training list"):
+        train.dataio_prep(hparams)
 
 
 def test_validation_set_is_sorted_by_duration_and_centre_cropped(tiny_corpus, tmp_path, monkeypatch):
@@ -157,12 +182,14 @@ def test_grad_accumulation_keeps_the_whole_batch_loss_and_gradients(tiny_corpus,
 
 
 def test_run_with_grad_accumulation_resumes(tiny_corpus, tmp_path):
-    overrides = tiny_overrides(tiny_corpus, tmp_path, batch_speakers=3)
+    overrides = tiny_overrides(tiny_corpus, tmp_path, batch_speakers=3, eer_every_n_epochs=0)
     args = ["--grad_accumulation_factor=2"]
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", overrides, extra_args=args)
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", dict(overrides, number_of_epochs=2), extra_args=args)
-    (epoch_1, first), (epoch_2, second) = [epoch_and("temperature", line) for line in train_log_lines(tmp_path)]
+    lines = train_log_lines(tmp_path)
+    (epoch_1, first), (epoch_2, second) = [epoch_and("temperature", line) for line in lines]
     assert (epoch_1, epoch_2) == (1, 2) and first < 31.0 and second == pytest.approx(first - 3.0)  # one epoch on
+    assert not any("valid EER" in line for line in lines)  # eer_every_n_epochs: 0, not even at the last epoch
 
 
 def test_every_training_step_sets_its_own_temperature_and_learning_rate(monkeypatch):

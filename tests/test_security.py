@@ -24,7 +24,7 @@ from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.model_folder import write_model_folder
 from speechbrain_tdy.training_run import load_training_run
 
-from recipe_utils import RECIPE, TINY, run_script
+from recipe_utils import RECIPE, TINY, TOOLS, run_script
 
 ARCH = ARCHITECTURES["tdy_resnet34_quarter"]
 VALUES = ARCH.model_values(n_mels=TINY["n_mels"], emb_dim=TINY["emb_dim"], channels=TINY["channels"])
@@ -465,7 +465,7 @@ def test_verify_scores_a_moved_run_and_names_its_checkpoint(tiny_corpus, tmp_pat
 
 
 def test_mini_corpus_options_are_checked_without_a_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "speechbrain_tdy.mini_corpus", str(tmp_path / "c"),
+    result = subprocess.run([sys.executable, str(TOOLS / "mini_corpus.py"), str(tmp_path / "c"),
                              "--speakers", "6", "--dev-speakers", "1"], capture_output=True, text=True)
     assert result.returncode == 2 and "dev" in result.stderr and "Traceback" not in result.stderr
 

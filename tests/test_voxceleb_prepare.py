@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_tdy.mini_corpus import generate_corpus
+from mini_corpus import generate_corpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "VoxCeleb" / "SpeakerRec"))
 from voxceleb_prepare import prepare_voxceleb  # noqa: E402

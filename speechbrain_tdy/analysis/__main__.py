@@ -4,7 +4,7 @@
 
 MODEL and BASELINE are pretrained folders or hub ids (what
 ``TDYSpeakerRecognition.from_hparams`` loads); CORPUS is a mini corpus
-(``python -m speechbrain_tdy.mini_corpus``), whose per-frame phone labels
+(``tools/mini_corpus.py``), whose per-frame phone labels
 give each frame-level embedding a phone class. Writes to OUT_DIR:
 
 - ``tsne.png``: t-SNE of frame-level embeddings of a few test speakers,
@@ -32,7 +32,7 @@ from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, f
 from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
-from speechbrain_tdy.mini_corpus import read_phone_labels
+from speechbrain_tdy.analysis.phone_labels import read_phone_labels
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -84,12 +84,11 @@ class VGGM(nn.Module):
     pooling : str
         "AVG" or "SAP".
     lin_neurons : int
-        Embedding size.
+        Size of the embedding.
     n_mels : int
         Mel bins; the architecture needs 64 (the (7, 1) layer reduces frequency to 1).
     n_kernels, temperature : int, float
-        Basis kernels and softmax temperature of the TDY layers (1, the
-        inference value; the recipe anneals it from 31 during training).
+        As in :class:`~speechbrain_tdy.lobes.resnet.ResNet`.
 
     Example
     -------

@@ -73,9 +73,9 @@ class DTDYConv2d(nn.Module):
     Arguments
     ---------
     in_channels, out_channels : int
-        Channels of input and output.
+        Input and output channels.
     kernel_size, stride, padding : int or tuple
-        As for ``nn.Conv2d``; tuples are (freq, time).
+        The (freq, time) geometry, one int for both, as in ``nn.Conv2d``.
     freq_size : int
         Frequency bins of the input (Phi's summary depends on it).
 

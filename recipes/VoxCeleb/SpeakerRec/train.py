@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Train a TDY-CNN speaker embedding model on VoxCeleb (or the mini corpus).
 
-    python train.py hparams/tdy.yaml --data_folder=/path/to/VoxCeleb2
-    torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
-    python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
-    python train.py hparams/tdy.yaml --data_folder=... --grad_accumulation_factor=4
+    python train.py hparams/tdy_resnet34_half.yaml --data_folder=/path/to/VoxCeleb2
+    torchrun --nproc_per_node=4 train.py hparams/tdy_resnet34_half.yaml --data_folder=...
+    python train.py hparams/tdy_resnet34_half.yaml --data_folder=... --precision=bf16
+    python train.py hparams/tdy_resnet34_half.yaml --data_folder=... --grad_accumulation_factor=4
 
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
@@ -24,6 +24,7 @@ import logging
 import random
 import sys
 import time
+from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -32,6 +33,7 @@ from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_tdy.atomic import atomic_path
 from speechbrain_tdy.augment import augment_waveforms
 from speechbrain_tdy.dataio.audio import crop_samples, random_crop, read_segment
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
@@ -163,7 +165,8 @@ class SpeakerBrain(sb.core.Brain):
         self.hparams.temperature_scheduler(self.modules.embedding_model, epoch, step, self.steps_per_epoch)
         lr = learning_rate(epoch, self.hparams.lr, self.hparams.lr_decay, self.hparams.lr_decay_every,
                            self.hparams.lr_warmup_epochs, step, self.steps_per_epoch)
-        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        for group in self.optimizer.param_groups:  # quietly: the train log has the epoch's last rate
+            group["lr"] = lr
         self.epoch_meta["lr"] = lr
 
     def on_stage_start(self, stage, epoch=None):
@@ -199,8 +202,8 @@ class SpeakerBrain(sb.core.Brain):
         # (of training speakers), not a verification error rate.
         stats[CLASSIFICATION_ERROR] = self.error_metrics.summarize("average")
         if stage == sb.Stage.VALID:
-            last_epoch = epoch == self.hparams.number_of_epochs
-            if self.dev_trials is not None and (epoch % self.hparams.eer_every_n_epochs == 0 or last_epoch):
+            every = self.hparams.eer_every_n_epochs
+            if self.dev_trials is not None and every and (epoch % every == 0 or epoch == self.hparams.number_of_epochs):
                 stats.update(self.dev_trial_metrics())
             self.hparams.train_logger.log_stats(
                 stats_meta=self.epoch_meta, train_stats=self.train_stats, valid_stats=stats
@@ -277,14 +280,32 @@ def dataio_prep(hparams):
         return label_encoder.encode_sequence_torch([spk_id])
 
     sb.dataio.dataset.add_dynamic_item([train_data, valid_data], label_pipeline)
-    label_encoder_file = f"{hparams['save_folder']}/label_encoder.txt"
-    label_encoder.load_or_create(path=label_encoder_file, from_didatasets=[train_data], output_key="spk_id")
+    label_encoder_file = Path(hparams["save_folder"]) / "label_encoder.txt"
+    speakers = {row["spk_id"] for row in train_data.data.values()}
+    run_on_main(write_label_encoder, args=[speakers, label_encoder_file])  # every process: a barrier
+    label_encoder.load(label_encoder_file)
+    if set(label_encoder.lab2ind) != speakers:
+        raise ValueError(f"{label_encoder_file} holds other speakers than the training list "
+                         f"({len(label_encoder.lab2ind)} against {len(speakers)}): this output folder was "
+                         "trained on other data; use a new output_folder")
+    label_encoder.expect_len(len(speakers))
     sb.dataio.dataset.set_output_keys([train_data, valid_data], ["id", "sig", "spk_id_encoded"])
     # Sorted by duration, so that validation batches hold little padding.
     valid_data = valid_data.filtered_sorted(
         key_test={"spk_id": lambda s: s in label_encoder.lab2ind}, sort_key="duration"
     )
     return train_data, valid_data, label_encoder
+
+
+def write_label_encoder(speakers, path):
+    """Save a speaker -> index encoder of ``speakers`` (in sorted order) to
+    ``path``, atomically, unless a (resumed) run already has one."""
+    if path.is_file():
+        return
+    encoder = sb.dataio.encoder.CategoricalEncoder()
+    encoder.update_from_iterable(sorted(speakers))
+    with atomic_path(path) as partial:
+        encoder.save(partial)
 
 
 def prepare_augmentation(hparams):

@@ -1,6 +1,6 @@
 """A small synthetic speaker-verification corpus in VoxCeleb's layout.
 
-    python -m speechbrain_tdy.mini_corpus OUT_DIR [--speakers N] [--utterances M] [--seed S]
+    python tools/mini_corpus.py OUT_DIR [--speakers N] [--utterances M] [--seed S]
 
 Speech is made with a source-filter model: a glottal pulse train (the
 speaker's pitch, pitch range, jitter, spectral tilt and breathiness) through a
@@ -62,34 +62,15 @@ STOPS = {"p": (300, 1800), "t": (3000, 7500), "k": (1500, 3800), "b": (200, 1500
          "g": (1200, 3200)}
 PAUSE = "sil"
 
-#: Phone unit -> phone class, the mapping used in the ``.phn`` label files.
+#: Phone unit -> phone class, as written in the ``.phn`` label files (read by
+#: :mod:`speechbrain_tdy.analysis.phone_labels`).
 PHONE_CLASS = {
     **{p: "vowel" for p in VOWELS}, **{p: "nasal" for p in NASALS},
     **{p: "fricative" for p in FRICATIVES}, **{p: "stop" for p in STOPS}, PAUSE: "pause",
 }
-#: All phone classes, in a fixed order (e.g. for class indices).
-PHONE_CLASSES = ("vowel", "nasal", "fricative", "stop", "pause")
 
 _BANDWIDTHS = (80.0, 110.0, 150.0)  # formant bandwidths in Hz (scaled per speaker)
 _SESSION_ALPHABET = np.array(list(string.ascii_letters + string.digits + "-_"))
-
-
-def read_phone_labels(path):
-    """Per-frame labels of a ``.phn`` file.
-
-    Returns a list of (phone, phone_class) tuples, one per 10 ms frame: frame i
-    covers samples [160 i, 160 (i + 1)) of the wav beside it, so there are
-    ``num_samples // 160`` frames. Raises ValueError naming the file and line of
-    a malformed line or an unknown phone.
-    """
-    labels = []
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            fields = line.split()
-            if len(fields) != 2 or PHONE_CLASS.get(fields[0]) != fields[1]:
-                raise ValueError(f"{path}:{number}: expected 'phone phone_class', got {line.strip()!r}")
-            labels.append((fields[0], fields[1]))
-    return labels
 
 
 def draw_speaker(rng, spread=1.0):
