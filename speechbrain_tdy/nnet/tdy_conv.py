@@ -250,7 +250,7 @@ def set_attention_input_grad(model, enabled):
     with the same weights, 2,000x larger weight gradients at temperature 1
     than at 13, none of it without this path. Returns the number of layers set.
 
-    >>> set_attention_input_grad(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=2)), False)
+    >>> set_attention_input_grad(nn.Sequential(TDYConv2d(8, 8, 3, freq_size=4), TDYConv2d(8, 8, 3, freq_size=4)), False)
     2
     """
     layers = tdy_layers(model)
