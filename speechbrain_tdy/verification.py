@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_tdy.dataio.audio import AudioError, evenly_spaced_crops, read_segment
+from speechbrain_tdy.dataio.audio import check_voiced, evenly_spaced_crops, read_segment
 from speechbrain_tdy.scoring import score_pairs
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_cr
 def _voiced(path, sample_rate):
     """``read_segment(path)``, refusing digital silence."""
     wav = read_segment(str(path), sample_rate=sample_rate)
-    if not wav.any():
-        raise AudioError(f"{path}: digital silence, there is no voice to embed")
+    check_voiced(path, wav)
     return wav
 
 

@@ -74,6 +74,12 @@ def read_segment(path, start=0, stop=None, sample_rate=16000):
     return torch.from_numpy(np.ascontiguousarray(audio))
 
 
+def check_voiced(path, audio):
+    """Raise AudioError naming ``path`` if ``audio`` (array or tensor) is digital silence."""
+    if not audio.any():
+        raise AudioError(f"{path}: digital silence, there is no voice to embed")
+
+
 def load_audio(path, sample_rate=16000):
     """A whole file as a mono float32 tensor (samples,) at ``sample_rate``:
     channels averaged, resampled from any rate in [1 kHz, 384 kHz].
@@ -85,8 +91,7 @@ def load_audio(path, sample_rate=16000):
     audio, rate = _read(path)
     audio = audio.mean(axis=1)
     check_samples(path, audio)
-    if not audio.any():
-        raise AudioError(f"{path}: digital silence, there is no voice to embed")
+    check_voiced(path, audio)
     wav = torch.from_numpy(np.ascontiguousarray(audio))
     if rate == sample_rate:
         return wav

@@ -246,9 +246,9 @@ def set_attention_input_grad(model, enabled):
     The attention's sensitivity to its input grows as 1 / temperature; at
     temperature 1 that path multiplies the gradient at every TDY layer, so
     in TDY-ResNet-34 (35 TDY layers) the gradients of the first layers
-    explode as the temperature reaches 1: measured on the demo's training,
-    with the same weights, 2,000x larger weight gradients at temperature 1
-    than at 13, none of it without this path. Returns the number of layers set.
+    explode as the temperature reaches 1: on a fresh TDY-ResNet-34 x0.25 the
+    first TDY layer's gradient is 1.65e8 at temperature 1 with this path and
+    10 without (``benchmarks/tdy_gradients.py``). Returns the number of layers set.
 
     >>> set_attention_input_grad(nn.Sequential(TDYConv2d(8, 8, 3, freq_size=4), TDYConv2d(8, 8, 3, freq_size=4)), False)
     2
