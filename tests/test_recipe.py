@@ -372,4 +372,14 @@ def test_verify_refuses_a_list_whose_files_were_trained_on(tiny_corpus, tmp_path
                         check=False)
     assert result.returncode != 0
     assert "of the files that" in result.stderr and "veri_test.txt scores" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "verification" / "results.json").exists()
+
+
+def test_train_stops_on_a_bad_trial_line_with_its_place_and_no_traceback(tiny_corpus, tmp_path):
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 id00001/a/1.wav\n")
+    result = run_script("train.py", "hparams/tdy_resnet34_quarter.yaml",
+                        tiny_overrides(tiny_corpus, tmp_path / "run", verification_file=trials), check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(f"error: {trials}:1") and "Traceback" not in result.stderr

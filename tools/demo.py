@@ -20,6 +20,7 @@ from pathlib import Path
 from mini_corpus import generate_corpus  # beside this file
 from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_rirs
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.export import main as export_main
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.lobes.resnet import QUARTER_CHANNELS
 
@@ -93,7 +94,8 @@ def main(argv=None):
         static = output / "resnet34_quarter"
         run("train.py", "hparams/resnet34_half.yaml",
             dict(overrides, output_folder=static, architecture="resnet34_quarter", channels=list(QUARTER_CHANNELS)))
-        run("verify.py", "hparams/verification.yaml", {"data_folder": corpus, "train_output_folder": static})
+        run("verify.py", "hparams/verification.yaml",
+            {"data_folder": corpus, "train_output_folder": static, "dev_verification_file": corpus / "veri_dev.txt"})
         results = json.loads((static / "verification" / "results.json").read_text())
         print()
         print(f"Static ResNet-34 (x0.25) on the mini corpus test list ({results['n_trials']} trials):")
@@ -107,8 +109,8 @@ def main(argv=None):
 
     results = json.loads((trained / "verification" / "results.json").read_text())
     exported = output / "exported_model"
-    subprocess.run([sys.executable, "-m", "speechbrain_tdy.export", str(trained), str(exported), "--overwrite"],
-                   check=True)
+    print(f"$ python -m speechbrain_tdy.export {trained} {exported} --overwrite", flush=True)
+    export_main([str(trained), str(exported), "--overwrite"])  # in this process: no second start-up
     score, decision = score_one_trial(exported, corpus)
 
     print()

@@ -381,4 +381,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ValueError, OSError) as error:  # bad input: the message names the file, line or setting
+        sys.exit(f"error: {error}")
