@@ -120,8 +120,9 @@ def trained_at_inference_temperature(checkpoint):
 def checkpoint_preference(checkpoint):
     """Sort key of train.py checkpoints, higher is better: trained at the
     inference temperature first, then lower dev classification error
-    (intra-epoch checkpoints, which have none, last)."""
-    return trained_at_inference_temperature(checkpoint), -checkpoint.meta.get("ErrorRate", math.inf)
+    (intra-epoch checkpoints, which have none, last), then the later one."""
+    meta = checkpoint.meta
+    return trained_at_inference_temperature(checkpoint), -meta.get("ErrorRate", math.inf), meta.get("unixtime", 0)
 
 
 def best_checkpoint(checkpoints):
@@ -129,8 +130,9 @@ def best_checkpoint(checkpoints):
 
     Among the end-of-epoch checkpoints trained at the inference temperature
     (all of them, with a warning, if none is), the one with the lowest dev EER
-    if each has one, else the lowest classification error. A run killed
-    during its first epoch only has intra-epoch checkpoints: the latest.
+    if each has one, else the lowest classification error; of equals, the
+    latest (not whichever the folder lists first). A run killed during its
+    first epoch only has intra-epoch checkpoints: the latest.
     """
     validated = [c for c in checkpoints if "ErrorRate" in c.meta]
     if not validated:
@@ -141,4 +143,4 @@ def best_checkpoint(checkpoints):
                        "so its embeddings at that temperature are poor", INFERENCE_TEMPERATURE)
         candidates = validated
     key = "EER" if all("EER" in c.meta for c in candidates) else "ErrorRate"
-    return min(candidates, key=lambda c: c.meta[key])
+    return min(candidates, key=lambda c: (c.meta[key], -c.meta.get("unixtime", 0)))

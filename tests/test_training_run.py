@@ -47,3 +47,14 @@ def test_intra_epoch_checkpoints_rank_last_and_serve_only_when_alone():
     assert best_checkpoint([intra, epoch]) is epoch
     assert sorted([intra, epoch], key=checkpoint_preference)[0] is intra
     assert best_checkpoint([checkpoint("old", unixtime=1.0), intra]) is intra
+
+
+def test_equal_checkpoints_resolve_to_the_latest_whatever_the_listing_order():
+    # Checkpointer.list_checkpoints follows the file system's order; a tie must not depend on it.
+    earlier = checkpoint("e10", ErrorRate=0.6875, temperature=1.0, unixtime=10.0)
+    later = checkpoint("e11", ErrorRate=0.6875, temperature=1.0, unixtime=11.0)
+    for listed in ([earlier, later], [later, earlier]):
+        assert best_checkpoint(listed) is later
+        assert sorted(listed, key=checkpoint_preference, reverse=True)[0] is later
+    with_eer = [checkpoint(n, ErrorRate=0.5, EER=8.0, temperature=1.0, unixtime=t) for n, t in (("a", 2.0), ("b", 1.0))]
+    assert best_checkpoint(with_eer).path.name == "a" and best_checkpoint(with_eer[::-1]).path.name == "a"
