@@ -109,6 +109,20 @@ def test_waveform_padding_does_not_change_an_embedding():
             torch.testing.assert_close(batched[i], embedder(wavs[i : i + 1, :n])[0], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("block", ["static", "tdy", "dtdy"])
+def test_zero_init_residual_starts_every_block_as_the_identity(block):
+    torch.manual_seed(0)
+    model = ResNet(n_mels=24, channels=(4, 8, 8, 16), conv=block, zero_init_residual=True)
+    x = torch.rand(2, 4, 12, 30)  # non-negative, as the output of the stem
+    out, lengths = model.layer1[1](x, torch.tensor([30.0, 21.0]))
+    torch.testing.assert_close(out, x, rtol=0, atol=0)
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+    assert all(bool((b.bn2.weight == 0).all()) for b in blocks)
+    assert all(bool((b.bn1.weight == 1).all()) for b in blocks)  # only the last scale of a block
+    default = ResNet(n_mels=24, channels=(4, 8, 8, 16), conv=block)  # the authors' initialisation
+    assert all(bool((b.bn2.weight == 1).all()) for b in (default.layer1[0], default.layer4[-1]))
+
+
 def test_lobes_build_from_hyperpyyaml():
     hparams = load_hyperpyyaml(
         """

@@ -11,6 +11,7 @@ import types
 import pytest
 import torch
 import yaml
+from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.manifest import load_manifest
@@ -45,6 +46,16 @@ def test_one_short_epoch_for_every_hparams_file(hparams, tiny_corpus, tmp_path):
     checkpoints = list((tmp_path / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert {p.name for p in checkpoints[0].iterdir()} >= {"embedding_model.ckpt", "loss_head.ckpt", "temperature.ckpt"}
+
+
+@pytest.mark.parametrize("hparams", [h for h in HPARAMS if "resnet" in h])
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_zero_init_residual_setting_reaches_the_model(hparams, zero_init, tmp_path):
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path), "n_mels": 24,
+                 "zero_init_residual": zero_init}
+    with open(RECIPE / "hparams" / hparams) as file:
+        model = load_hyperpyyaml(file, overrides)["embedding_model"]
+    assert bool((model.layer1[0].bn2.weight == float(not zero_init)).all())
 
 
 def test_aam_loss_and_bf16_precision_with_augmentation(tiny_corpus, tmp_path):
