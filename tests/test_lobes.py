@@ -114,7 +114,7 @@ def test_zero_init_residual_starts_every_block_as_the_identity(block):
     torch.manual_seed(0)
     model = ResNet(n_mels=24, channels=(4, 8, 8, 16), conv=block, zero_init_residual=True)
     x = torch.rand(2, 4, 12, 30)  # non-negative, as the output of the stem
-    out, lengths = model.layer1[1](x, torch.tensor([30.0, 21.0]))
+    out, _ = model.layer1[1](x, torch.tensor([30.0, 21.0]))
     torch.testing.assert_close(out, x, rtol=0, atol=0)
     blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
     assert all(bool((b.bn2.weight == 0).all()) for b in blocks)

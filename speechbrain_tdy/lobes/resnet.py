@@ -165,10 +165,8 @@ class ResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        if zero_init_residual:
-            for module in self.modules():
-                if isinstance(module, BasicBlock):
-                    nn.init.zeros_(module.bn2.weight)
+            elif zero_init_residual and isinstance(module, BasicBlock):
+                nn.init.zeros_(module.bn2.weight)
 
     def frame_embeddings(self, x, lengths=None):
         """Frame-level output of the last stage, before pooling.
