@@ -5,8 +5,9 @@ by temperature, with and without the attention's gradient to its input.
     python benchmarks/tdy_gradients.py CORPUS [--run TRAIN_OUTPUT_FOLDER] [--batch 16]
 
 CORPUS is a mini corpus (``tools/mini_corpus.py``; the demo writes one to
-``demo_output/corpus``). The model is TDY-ResNet-34 x0.25 with the demo's
-sizes (24 mels, 128-d embeddings), randomly initialised, or the last
+``demo_output/corpus``). The model is TDY-ResNet-34 x0.25 at 24 mels with
+128-d embeddings (the demo's sizes until 2026-11-27, when the numbers in
+``benchmarks/README.md`` were taken), randomly initialised, or the last
 checkpoint of a ``train.py`` run (``--run``). For one fixed batch of 0.8-s
 crops (the demo's) and a fixed random projection of the embeddings as the
 loss, it prints, at each temperature, the gradient norm of the first TDY
@@ -34,8 +35,8 @@ TEMPERATURES = (31.0, 13.0, 7.0, 3.0, 1.0)
 CROP_SAMPLES = 80 * 160 + 240  # the demo's 0.8-s crops
 
 
-def demo_sized_pipeline():
-    """A randomly initialised TDY-ResNet-34 x0.25 with the demo's sizes."""
+def random_pipeline():
+    """A randomly initialised TDY-ResNet-34 x0.25, 24 mels, 128-d embeddings."""
     architecture = get_architecture("tdy_resnet34_quarter")
     return EmbeddingPipeline(*architecture.build(architecture.model_values(n_mels=24, emb_dim=128)))
 
@@ -72,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
-    pipeline = load_training_run(args.run).pipeline if args.run else demo_sized_pipeline()
+    pipeline = load_training_run(args.run).pipeline if args.run else random_pipeline()
     pipeline.train()
     wavs = first_crops(args.corpus, args.batch)
     with torch.no_grad():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from speechbrain_tdy.architectures import ARCHITECTURES
 from speechbrain_tdy.convert import convert_to_folder, load_official_checkpoint
+from speechbrain_tdy.convert import main as convert_main
 from speechbrain_tdy.dataio.audio import AudioError, wrap_pad
 from speechbrain_tdy.inference import TDYSpeakerRecognition, UnsafeHyperparamsError, load_model_hparams
 from speechbrain_tdy.inference.model_files import CheckpointMismatchError
@@ -110,17 +111,24 @@ def test_converter_cli_never_deletes_what_it_did_not_write(authors_checkpoint, t
     shutil.copyfile(authors_checkpoint, inside)
     a_file = tmp_path / "a_file"
     a_file.write_text("keep")
-    for out, extra, message in ((precious, (), "already exists; pass --overwrite"),
-                                (precious, ("--overwrite",), "not a model folder"),
-                                (a_file, ("--overwrite",), "not a model folder")):
-        result = convert_cli(authors_checkpoint, out, *extra)
-        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
-    result = convert_cli(inside, precious, "--overwrite")
-    assert result.returncode != 0 and "lies inside the output folder" in result.stderr
+    result = convert_cli(authors_checkpoint, precious)  # the command, as a user runs it
+    assert result.returncode != 0 and "already exists; pass --overwrite" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    def convert(checkpoint, out, *extra):  # the command's main, in this process (faster than a new one each time)
+        convert_main([str(checkpoint), str(out), "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG",
+                      "--n-mels", "40", *extra])
+
+    for checkpoint, out, message in ((authors_checkpoint, precious, "not a model folder"),
+                                     (authors_checkpoint, a_file, "not a model folder"),
+                                     (inside, precious, "lies inside the output folder")):
+        with pytest.raises(SystemExit, match=message):
+            convert(checkpoint, out, "--overwrite")
     assert (precious / "thesis.txt").read_text() == "x" and inside.is_file() and a_file.read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "precious"]  # no staging folder left
-    assert convert_cli(authors_checkpoint, tmp_path / "model").returncode == 0
-    assert convert_cli(authors_checkpoint, tmp_path / "model", "--overwrite").returncode == 0
+    convert(authors_checkpoint, tmp_path / "model")
+    convert(authors_checkpoint, tmp_path / "model", "--overwrite")  # replaces a model folder it wrote
+    assert (tmp_path / "model" / "hyperparams.yaml").is_file()
 
 
 def test_model_card_names_the_model_and_shows_usage(model_folder):
