@@ -97,10 +97,13 @@ def test_converter_cli_names_a_bad_checkpoint_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+#: The converter's model options for the authors' test checkpoint.
+CONVERT_OPTIONS = ("--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG", "--n-mels", "40")
+
+
 def convert_cli(checkpoint, out, *extra):
     return subprocess.run([sys.executable, "-m", "speechbrain_tdy.convert", str(checkpoint), str(out),
-                           "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG", "--n-mels", "40", *extra],
-                          capture_output=True, text=True)
+                           *CONVERT_OPTIONS, *extra], capture_output=True, text=True)
 
 
 def test_converter_cli_never_deletes_what_it_did_not_write(authors_checkpoint, tmp_path):
@@ -116,8 +119,7 @@ def test_converter_cli_never_deletes_what_it_did_not_write(authors_checkpoint, t
     assert "Traceback" not in result.stderr
 
     def convert(checkpoint, out, *extra):  # the command's main, in this process (faster than a new one each time)
-        convert_main([str(checkpoint), str(out), "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG",
-                      "--n-mels", "40", *extra])
+        convert_main([str(checkpoint), str(out), *CONVERT_OPTIONS, *extra])
 
     for checkpoint, out, message in ((authors_checkpoint, precious, "not a model folder"),
                                      (authors_checkpoint, a_file, "not a model folder"),
