@@ -11,8 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -40,9 +38,3 @@ def write_text_atomically(path, text):
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as partial:
         partial.write_text(text, encoding="utf-8")
-
-
-def save_atomically(obj, path):
-    """``torch.save(obj)`` to ``path`` atomically."""
-    with atomic_path(path) as partial:
-        torch.save(obj, partial)

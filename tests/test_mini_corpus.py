@@ -1,5 +1,7 @@
 """The synthetic VoxCeleb-like corpus: layout, formats, labels, trials, determinism, speed."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,14 @@ def test_deterministic(corpus, tmp_path):
     other = _files(tmp_path / "other")
     wav = sorted(k for k in reference if k.suffix == ".wav")
     assert sorted(k for k in other if k.suffix == ".wav") != wav or any(other[k] != reference[k] for k in wav)
+
+
+def test_writer_processes_start_without_torch():
+    """Each spawned writer imports this module: torch would add seconds per worker."""
+    tools = Path(mini_corpus.__file__).parent
+    code = "import sys, mini_corpus; print('torch' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], cwd=tools, capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"
 
 
 def test_difficulty_knobs_and_cli(tmp_path, capsys):

@@ -31,7 +31,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import DetCurveDisplay
 
-from speechbrain_tdy.atomic import atomic_path, save_atomically, write_text_atomically
+from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
@@ -122,7 +122,8 @@ def main(argv):
     if score_norm:
         cohort = cohort_embeddings(embed, run.save_folder / "train.csv", hparams["cohort_size"], hparams["seed"],
                                    hparams["sample_rate"])
-        save_atomically(cohort, run_folder / "cohort_embeddings.pt")
+        with atomic_path(run_folder / "cohort_embeddings.pt") as partial:
+            torch.save(cohort, partial)
 
     def score_list(trial_file):
         check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],
