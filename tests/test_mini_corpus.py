@@ -107,10 +107,12 @@ def test_deterministic(corpus, tmp_path):
     assert sorted(k for k in other if k.suffix == ".wav") != wav or any(other[k] != reference[k] for k in wav)
 
 
-def test_writer_processes_start_without_torch():
-    """Each spawned writer imports this module: torch would add seconds per worker."""
+@pytest.mark.parametrize("main_script", ["mini_corpus", "demo"])
+def test_writer_processes_start_without_torch(main_script):
+    """Each spawned writer re-imports the script that started it (the corpus
+    command or the demo): torch would add seconds per writer."""
     tools = Path(mini_corpus.__file__).parent
-    code = "import sys, mini_corpus; print('torch' in sys.modules)"
+    code = f"import sys, {main_script}; print('torch' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", code], cwd=tools, capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "False"
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from mini_corpus import generate_corpus  # beside this file
 from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_rirs
 from speechbrain_tdy.dataio.trials import read_trials
-from speechbrain_tdy.export import main as export_main
-from speechbrain_tdy.inference import TDYSpeakerRecognition
-from speechbrain_tdy.lobes.resnet import QUARTER_CHANNELS
+
+# The corpus writer's processes re-import this file (they are spawned), so the
+# modules that import torch are imported where they are used, not here: torch
+# would cost each writer about 2 s.
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "VoxCeleb" / "SpeakerRec"
 
@@ -98,6 +99,8 @@ def main(argv=None):
         dev_verification_file=corpus / "veri_dev.txt",
     )
     if args.static:
+        from speechbrain_tdy.lobes.resnet import QUARTER_CHANNELS
+
         static = output / "resnet34_quarter"
         run("train.py", "hparams/resnet34_half.yaml",
             dict(overrides, output_folder=static, architecture="resnet34_quarter", channels=list(QUARTER_CHANNELS)))
@@ -116,9 +119,7 @@ def main(argv=None):
 
     results = json.loads((trained / "verification" / "results.json").read_text())
     exported = output / "exported_model"
-    print(f"$ python -m speechbrain_tdy.export {trained} {exported} --overwrite", flush=True)
-    export_main([str(trained), str(exported), "--overwrite"])  # in this process: no second start-up
-    score, decision = score_one_trial(exported, corpus)
+    score, decision = export_and_score_one_trial(trained, exported, corpus)
 
     print()
     print(f"TDY-ResNet-34 (x0.25) on the mini corpus test list ({results['n_trials']} trials):")
@@ -130,10 +131,17 @@ def main(argv=None):
     print(f"  wall time {time.time() - start:.0f} s")
 
 
-def score_one_trial(model_folder, corpus):
-    """Score the first trial of the test list through the pretrained interface."""
+def export_and_score_one_trial(trained, exported, corpus):
+    """Export the run folder ``trained`` to ``exported`` (in this process: no
+    second start-up), then score the first trial of the test list through the
+    pretrained interface. Returns (score, same speaker)."""
+    from speechbrain_tdy.export import main as export_main
+    from speechbrain_tdy.inference import TDYSpeakerRecognition
+
+    print(f"$ python -m speechbrain_tdy.export {trained} {exported} --overwrite", flush=True)
+    export_main([str(trained), str(exported), "--overwrite"])
     trial = read_trials(corpus / "veri_test.txt")[0]
-    model = TDYSpeakerRecognition.from_hparams(source=str(model_folder))
+    model = TDYSpeakerRecognition.from_hparams(source=str(exported))
     score, decision = model.verify_files(str(corpus / "wav" / trial.enrol), str(corpus / "wav" / trial.test))
     return float(score), bool(decision)
 
