@@ -10,6 +10,7 @@ import soundfile as sf
 
 import mini_corpus
 from mini_corpus import HOP, PHONE_CLASS, SAMPLE_RATE, generate_corpus
+from recipe_utils import TOOLS
 
 from speechbrain_tdy.analysis.phone_labels import PHONE_CLASSES, read_phone_labels
 
@@ -111,9 +112,8 @@ def test_deterministic(corpus, tmp_path):
 def test_writer_processes_start_without_torch(main_script):
     """Each spawned writer re-imports the script that started it (the corpus
     command or the demo): torch would add seconds per writer."""
-    tools = Path(mini_corpus.__file__).parent
     code = f"import sys, {main_script}; print('torch' in sys.modules)"
-    imported = subprocess.run([sys.executable, "-c", code], cwd=tools, capture_output=True, text=True, check=True)
+    imported = subprocess.run([sys.executable, "-c", code], cwd=TOOLS, capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "False"
 
 
