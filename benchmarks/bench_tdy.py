@@ -5,6 +5,7 @@
     python benchmarks/bench_tdy.py --only layers   # or: models, data
     python benchmarks/bench_tdy.py --threads 2 --reps 3 --json-out results.json
     python benchmarks/bench_tdy.py --device cuda --autocast bf16 --batch 128
+    python benchmarks/bench_tdy.py --device cuda --only models --compile   # + torch.compile / CUDA graphs
     bash benchmarks/gpu.sh                         # the GPU table of benchmarks/README.md
 
 Every comparison is a ratio measured within this run, on the same inputs, with
@@ -34,7 +35,11 @@ models
     reference formulation, TDY-ResNet-34 x0.5 recomputing its per-kernel
     outputs in backward (``set_recompute(model, True)``: less memory, more
     time) or recomputing them in the layers where that is cheapest
-    (``"selective"``), and SpeechBrain's ECAPA-TDNN (C=1024).
+    (``"selective"``), and SpeechBrain's ECAPA-TDNN (C=1024). With
+    ``--compile``, also the TDY models through ``torch.compile`` (on a GPU
+    with CUDA graphs, as the pretrained interface runs them; inference padded
+    to length buckets), "[compiled]": their first calls compile and are not
+    timed.
 data
     The recipe's training dataloader (its dataset, crops and batch sampler)
     on a small synthetic corpus: samples per second against the model's
@@ -131,7 +136,7 @@ def peak_memory(fn, device=torch.device("cpu")):
 
 @contextlib.contextmanager
 def formulation(name):
-    """"fast" (the package as is) or "ref" (the authors' einsum formulation)."""
+    """"fast" or "compiled" (the package as is) or "ref" (the authors' einsum formulation)."""
     if name == "ref":
         with reference_formulation():
             yield
@@ -309,6 +314,8 @@ def build_models(n_mels=N_MELS):
             "fast", lambda: recomputing(tdy_resnet34_half(n_mels=n_mels), "selective"), ours, n_mels),
         "tdy_resnet34_quarter": ("fast", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
         "tdy_resnet34_quarter[ref]": ("ref", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_half[compiled]": ("compiled", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_quarter[compiled]": ("compiled", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
         "dtdy_resnet34_half": ("fast", lambda: dtdy_resnet34_half(n_mels=n_mels), ours, n_mels),
         "resnet34_half": ("fast", lambda: resnet34_half(n_mels=n_mels), ours, n_mels),
         "resnet34_half[channels_last]": (
@@ -318,12 +325,19 @@ def build_models(n_mels=N_MELS):
 
 
 def bench_models(args, device):
+    from speechbrain_tdy.compiled import CompiledForward, compile_options
+
     torch.manual_seed(0)
     entries = {}
     for name, (form, make_model, make_front, n_mels) in build_models().items():
-        if args.models and name.split("[")[0] not in args.models:
+        if args.models and name.split("[")[0] not in args.models or form == "compiled" and not args.compile:
             continue
         model = make_model().to(device)
+        train_model = infer_model = model
+        if form == "compiled":
+            # Static shapes, as train.py's --compile: dynamic ones failed in TorchInductor's backward (torch 2.14.1)
+            train_model = torch.compile(model, **dict(compile_options(True, device), dynamic=False))
+            infer_model = CompiledForward(model, **compile_options(True, device))
         head = nn.Linear(512 if "ecapa" not in name else 192, 1000).to(device)
         params = list(model.parameters()) + list(head.parameters())
         optimizer = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-5)
@@ -333,30 +347,32 @@ def bench_models(args, device):
         front = make_front().to(device).eval()
         scaler = torch.amp.GradScaler(device.type, enabled=args.autocast == "fp16")
 
-        def train_step(model=model, head=head, optimizer=optimizer, feats=feats, labels=labels, form=form,
-                       scaler=scaler):
+        def train_step(model=model, train_model=train_model, head=head, optimizer=optimizer, feats=feats,
+                       labels=labels, form=form, scaler=scaler):
             model.train()
+            torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs; nothing otherwise
             with formulation(form):
                 with precision(device, args.autocast):
-                    loss = nn.functional.cross_entropy(head(model(feats).squeeze(1)), labels)
+                    loss = nn.functional.cross_entropy(head(train_model(feats).squeeze(1)), labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
 
-        def infer(model=model, front=front, wav=wav, form=form):
+        def infer(model=model, infer_model=infer_model, front=front, wav=wav, form=form):
             model.eval()
             with formulation(form), torch.inference_mode(), precision(device, args.autocast):
-                return model(front(wav))
+                return infer_model(front(wav))
 
         n_params = sum(p.numel() for p in model.parameters())
         entries[name] = dict(train=train_step, infer=infer, params=n_params)
 
     print(f"  training steps (batch {args.batch} x {FRAMES} frames, forward + backward + Adam), {args.reps} repeats",
           flush=True)
-    train_times = interleaved_times({n: e["train"] for n, e in entries.items()}, args.reps, device=device)
+    warmup = 3 if args.compile else 1  # compiling, then CUDA graph trees warm up and record
+    train_times = interleaved_times({n: e["train"] for n, e in entries.items()}, args.reps, warmup, device)
     print(f"  inference on one {args.utterance_seconds} s utterance (front end included)", flush=True)
-    infer_times = interleaved_times({n: e["infer"] for n, e in entries.items()}, args.reps, device=device)
+    infer_times = interleaved_times({n: e["infer"] for n, e in entries.items()}, args.reps, warmup, device)
     rows = {}
     for name, entry in entries.items():
         train_peak, train_added = peak_memory(entry["train"], device)
@@ -375,7 +391,7 @@ def bench_models(args, device):
               f"{rel_infer:8.2f} {mib(row['infer_peak']):9.0f}")
     summary = {}
     for name in ("tdy_resnet34_half", "tdy_resnet34_half[recompute]", "tdy_resnet34_half[selective]",
-                 "tdy_resnet34_quarter"):
+                 "tdy_resnet34_half[compiled]", "tdy_resnet34_quarter", "tdy_resnet34_quarter[compiled]"):
         ours, ref = rows.get(name), rows.get(name.split("[")[0] + "[ref]")
         if ours and ref:
             summary[name] = dict(
@@ -484,6 +500,8 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=3, help="repeats of each model measurement")
     parser.add_argument("--utterance-seconds", type=int, default=20)
     parser.add_argument("--models", nargs="*", default=None, help="subset of model names (default: all)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the TDY models through torch.compile (CUDA graphs on a GPU)")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

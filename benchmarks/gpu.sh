@@ -11,6 +11,11 @@
 #            training samples/s next to it (target: >= 0.9x)
 #   augment  per-call cost of each transform on a GPU batch of 128 crops
 #            (bench_augment.py), AddNoise reading files per call vs NoiseBank
+#   compile  (not by default: a call of its own) TDY-ResNet-34 x0.5 and x0.25
+#            eager, through torch.compile with CUDA graphs, and in the authors'
+#            formulation: batch-16 training step and one 20-s utterance
+#            (bench_tdy.py --compile; targets: compiled >= 1.3x and >= 1.5x the
+#            authors'), then the compiled paths against eager (test_cuda.py)
 #   tables   (not by default: a call of its own) the runs behind the GPU tables
 #            of benchmarks/README.md: batch 16 layers and models in fp32, bf16,
 #            fp16; batch 128 models in bf16; the dataloader against the model
@@ -69,18 +74,20 @@ install_missing() {
         pytest-timeout && python -c "$check"
 }
 
-precision=bf16 step_limit=150
+precision=bf16 step_limit=150 compile_limit=420
 if [ -n "${GPU_SH_SMOKE:-}" ]; then  # bf16 is slow on CPUs without AVX-512
-    precision=fp32 step_limit=400
+    precision=fp32 step_limit=400 compile_limit=1200  # TorchInductor compiles for minutes on a CPU
     corpus_args=(--speakers 10 --dev-speakers 2 --test-speakers 2 --utterances 6 --durations 2 3)
     train_args=(--batch_speakers=3 --num_workers=2 --n_mels=24 --channels=[8,8,8,16] --emb_dim=16 --crop_frames=64)
     bench_args=(--models tdy_resnet34_quarter --batch 6 --reps 2 --threads 2 --utterance-seconds 2)
     augment_args=(--batch 8 --reps 3 --threads 2)
+    compile_args=(--models tdy_resnet34_quarter --batch 4 --reps 2 --threads 2 --utterance-seconds 2)
 else
     corpus_args=(--speakers 300 --dev-speakers 20 --test-speakers 30 --utterances 24)
     train_args=(--batch_speakers=128 --num_workers=12)
     bench_args=(--models tdy_resnet34_half --batch 256 --reps 5 --threads 8)
     augment_args=(--batch 128 --reps 20 --threads 8)
+    compile_args=(--models tdy_resnet34_half tdy_resnet34_quarter --batch 16 --reps 20 --threads 8)
 fi
 recipe_dir=recipes/VoxCeleb/SpeakerRec
 
@@ -159,10 +166,15 @@ for part in "${parts[@]}"; do
     augment)
         run_part augment 120 python benchmarks/bench_augment.py --device "$device" "${augment_args[@]}" &&
             grep -v "^{" "$out/augment.log" | grep -A 20 "ms per call" ;;
+    compile)
+        run_part compile "$compile_limit" python benchmarks/bench_tdy.py --device "$device" --only models --compile \
+            "${compile_args[@]}" && grep -E "^  (model|tdy)|ref/ours" "$out/compile.log"
+        run_part compile_tests 120 python -m pytest -q -p no:cacheprovider tests/test_cuda.py -k compiled &&
+            tail -n 1 "$out/compile_tests.log" ;;
     tables)
         run_part tables 600 bash -c tables && cat "$out/tables.log" ;;
     *)
-        echo "FAILED: unknown part $part (tests, recipe, augment, tables)"
+        echo "FAILED: unknown part $part (tests, recipe, augment, compile, tables)"
         failed+=("$part") ;;
     esac
 done

@@ -15,9 +15,14 @@ Chunking is exact: the trunk of every model here is shift-equivariant
 output by one), so each chunk is given ``context_frames`` of extra input on
 both sides to cover the receptive field, the chunks' central outputs are
 concatenated and pooled once.
+
+:meth:`EmbeddingPipeline.compile_inference` runs ``embed``'s single pass
+through ``torch.compile`` (see :mod:`speechbrain_tdy.compiled`).
 """
 import torch
 from torch import nn
+
+from speechbrain_tdy.compiled import BUCKET_FRAMES, CompiledForward
 
 
 class EmbeddingPipeline(nn.Module):
@@ -52,15 +57,29 @@ class EmbeddingPipeline(nn.Module):
         self.compute_features = compute_features
         self.embedding_model = embedding_model
         self.chunk_frames, self.context_frames = chunk_frames, context_frames
+        self.compiled_forward = None
+
+    def compile_inference(self, bucket_frames=BUCKET_FRAMES, **options):
+        """Run the embedding model of :meth:`embed`'s single pass (recordings
+        up to ``chunk_frames``) through ``torch.compile`` with ``options``,
+        time padded to multiples of ``bucket_frames``; eager if that fails
+        (see :class:`~speechbrain_tdy.compiled.CompiledForward`). Training
+        (``forward``) is not affected. Returns self."""
+        self.compiled_forward = CompiledForward(self.embedding_model, bucket_frames, **options)
+        return self
 
     def forward(self, wavs, wav_lens=None):
         """wavs: (batch, samples) at 16 kHz; wav_lens: (batch,) relative lengths
         (None: all full). Returns embeddings (batch, dim)."""
+        return self.embedding_model(*self.features(wavs, wav_lens)).squeeze(1)
+
+    def features(self, wavs, wav_lens=None):
+        """Features (batch, frames, n_mels) and their relative lengths (batch,)
+        (None when ``wav_lens`` is None)."""
         feats = self.compute_features(wavs, wav_lens)
-        feat_lens = None
-        if wav_lens is not None:
-            feat_lens = self.compute_features.frame_lengths(wav_lens.to(feats.device), wavs.shape[1])
-        return self.embedding_model(feats, feat_lens).squeeze(1)
+        if wav_lens is None:
+            return feats, None
+        return feats, self.compute_features.frame_lengths(wav_lens.to(feats.device), wavs.shape[1])
 
     @torch.no_grad()
     def embed(self, wavs, wav_lens=None):
@@ -68,7 +87,9 @@ class EmbeddingPipeline(nn.Module):
         ``chunk_frames`` embedded item by item, chunk by chunk. Padding never
         changes an item's embedding. Returns (batch, dim)."""
         if self.compute_features.num_frames(wavs.shape[1]) <= self.chunk_frames:
-            return self(wavs, wav_lens)
+            if self.compiled_forward is None:
+                return self(wavs, wav_lens)
+            return self.compiled_forward(*self.features(wavs, wav_lens)).squeeze(1)
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
         embeddings = []

@@ -91,6 +91,38 @@ def test_a_model_gives_the_cpu_embeddings_and_trains_under_autocast():
     assert sum(g.abs().sum().item() for g in grads) > 0
 
 
+def test_compiled_model_with_cuda_graphs_gives_eager_embeddings_and_gradients():
+    """The interface's inference path (torch.compile, mode="reduce-overhead":
+    CUDA graphs, padded to length buckets) and a compiled training step: eager's
+    numbers to 1e-4 in float32 (TF32 off on both sides)."""
+    from speechbrain_tdy.pipeline import EmbeddingPipeline
+
+    torch.manual_seed(0)
+    pipeline = EmbeddingPipeline(LogMelInstanceNorm(n_mels=40), tdy_resnet34_quarter(n_mels=40)).to(CUDA).eval()
+    wavs = [torch.randn(1, 32000, device=CUDA), torch.randn(1, 33000, device=CUDA), torch.randn(3, 20000, device=CUDA)]
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        expected = [pipeline.embed(w) for w in wavs]
+        pipeline.compile_inference(mode="reduce-overhead", dynamic=True)
+        for _ in range(3):  # CUDA graph trees warm up, record, then replay
+            got = [pipeline.embed(w) for w in wavs]
+        assert pipeline.compiled_forward.error is None
+        for g, e in zip(got, expected):
+            assert relative_error(g, e) < 1e-4
+
+        model = pipeline.embedding_model.train()
+        feats = torch.randn(4, 200, 40, device=CUDA)
+        model(feats).square().sum().backward()
+        expected_grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        torch.compile(model, fullgraph=True)(feats).square().sum().backward()
+        for g, e in zip([p.grad for p in model.parameters()], expected_grads):
+            assert relative_error(g, e) < 1e-4
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
 @pytest.fixture(scope="module", params=["bf16", "fp16"])
 def cuda_brain(request, tiny_corpus, tmp_path_factory):
     """The recipe's Brain training on the GPU at this precision, and a batch."""

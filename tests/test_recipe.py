@@ -89,6 +89,41 @@ def test_the_recipe_trains_the_attention_without_its_input_gradient(bf16_brain, 
     assert all(layer.attention_input_grad for layer in tdy_layers(brain.modules.embedding_model))
 
 
+def test_compile_option_trains_the_embedding_model_as_one_graph(tiny_corpus, tmp_path, monkeypatch):
+    """`--compile` (SpeechBrain's run option) compiles what the hparams files'
+    compile_module_keys name, the embedding model; steps at falling temperatures
+    reuse one graph, evaluation runs eagerly (no graph per utterance length), and
+    checkpoints keep the eager model's keys. Dynamo's eager backend stands in for
+    TorchInductor (minutes of C++ compilation on a CPU)."""
+    from speechbrain import Stage
+    from torch._dynamo.eval_frame import OptimizedModule
+    from torch._dynamo.utils import counters
+
+    from speechbrain_tdy.nnet.tdy_conv import tdy_layers
+
+    compile_with_inductor = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_with_inductor(module, backend="eager"))
+    torch._dynamo.reset()
+    counters.clear()
+    brain, batch = recipe_brain(monkeypatch, tiny_corpus, tmp_path, "--compile", augment=False)
+    assert isinstance(brain.modules.embedding_model, OptimizedModule)
+    assert not isinstance(brain.modules.compute_features, OptimizedModule)
+    temperatures = []
+    for brain.step in (1, 2, 3):
+        brain.on_fit_batch_start(batch, True)
+        assert torch.isfinite(brain.fit_batch(batch))
+        temperatures.append(tdy_layers(brain.modules.embedding_model)[0].temperature)
+    assert temperatures[0] > temperatures[1] > temperatures[2]
+    brain.modules.eval()
+    with torch.no_grad():
+        brain.compute_forward(batch, Stage.VALID)
+    assert counters["stats"]["unique_graphs"] == 1
+    brain.checkpointer.save_checkpoint()
+    saved = torch.load(next((tmp_path / "save").glob("CKPT+*/embedding_model.ckpt")), weights_only=True)
+    assert saved.keys() == brain.modules.embedding_model._orig_mod.state_dict().keys()
+    torch._dynamo.reset()
+
+
 def test_bf16_training_steps_with_the_configured_augmenter(bf16_brain):
     check_configured_augmenter(*bf16_brain, steps=4)
 

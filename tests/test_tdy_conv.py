@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechbrain_tdy.nnet import TDYConv2d, TemperatureScheduler, set_temperature
+from speechbrain_tdy.nnet import TDYConv2d, TemperatureScheduler, set_temperature, tdy_conv
 from speechbrain_tdy.nnet.temperature import temperature_at_epoch
 
 
@@ -56,8 +56,9 @@ def test_matches_direct_evaluation_outputs_and_gradients(case):
     "kernel,stride,padding,time", [(3, 1, 1, 9), (3, 2, 1, 9), (1, 2, 0, 7), (1, 2, 0, 8), (1, 3, 0, 10)]
 )
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=str)
-def test_attention_equals_its_conv1d_over_flattened_features(kernel, stride, padding, time, layout):
-    """The first Conv1d runs as a conv2d spanning all frequency bins, in x's layout."""
+def test_attention_equals_its_conv1d_over_flattened_features(kernel, stride, padding, time, layout, first_conv):
+    """The first Conv1d runs as a conv2d spanning all frequency bins, in x's
+    layout (CPU), or on a flattened copy of x made again in backward (GPU)."""
     torch.manual_seed(0)
     layer = TDYConv2d(3, 4, kernel, stride=stride, padding=padding, freq_size=5, temperature=2.0).double().eval()
     attention = layer.attention
@@ -71,6 +72,39 @@ def test_attention_equals_its_conv1d_over_flattened_features(kernel, stride, pad
     params = [x, attention.fc1.weight]
     for got, want in zip(torch.autograd.grad(pi, params, upstream), torch.autograd.grad(expected, params, upstream)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(params=["conv2d", "flattened copy"])
+def first_conv(request, monkeypatch):
+    """Both forms of the attention's first Conv1d, here both on CPU: a conv2d over
+    all frequency bins (what CPUs run), on a flattened copy of x (what GPUs run)."""
+    monkeypatch.setattr(tdy_conv, "_conv1d_on_flattened_copy", lambda x: request.param == "flattened copy")
+    return request.param
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16 autocast"])
+def test_attention_on_a_flattened_copy_keeps_x_for_backward_not_the_copy(autocast, monkeypatch):
+    """The GPU's form (forced here on CPU): nn.Conv1d's numbers on the flattened
+    x, in the autocast dtype, with float32 gradients; autograd keeps x and the
+    weight, not a copy of x (10% of the training peak on an H100)."""
+    monkeypatch.setattr(tdy_conv, "_conv1d_on_flattened_copy", lambda x: True)
+    torch.manual_seed(0)
+    attention = TDYConv2d(4, 8, 3, stride=(1, 2), padding=1, freq_size=6).attention
+    x = torch.randn(2, 4, 6, 15).contiguous(memory_format=torch.channels_last).requires_grad_()
+    saved = []
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            hidden = attention._first_conv(x)
+        expected = attention.fc1(x.flatten(1, 2))
+    assert hidden.dtype == expected.dtype == (torch.bfloat16 if autocast else torch.float32)
+    torch.testing.assert_close(hidden, expected, rtol=0, atol=0)
+    kept = {t.untyped_storage().data_ptr() for t in saved}
+    assert kept == {x.untyped_storage().data_ptr(), attention.fc1.weight.untyped_storage().data_ptr()}
+    upstream = torch.randn_like(hidden)
+    params = [x, attention.fc1.weight]
+    for got, want in zip(torch.autograd.grad(hidden, params, upstream), torch.autograd.grad(expected, params, upstream)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=1e-2 if autocast else 1e-6, atol=1e-2 if autocast else 1e-6)
 
 
 def test_attention_is_a_distribution_over_kernels_per_time_bin():

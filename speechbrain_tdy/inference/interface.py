@@ -24,6 +24,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
+from speechbrain_tdy.compiled import compile_options
 from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, evenly_spaced_crops, load_audio, wrap_pad
 from speechbrain_tdy.gallery import UNKNOWN, SpeakerGallery
 from speechbrain_tdy.inference.model_files import (
@@ -61,7 +62,12 @@ class TDYSpeakerRecognition(SpeakerRecognition):
       with bounded memory (same result);
     * ``verify_files``/``verify_batch`` use the model's calibrated threshold,
       optional score normalisation with the model's cohort, and (files) the
-      paper's 10-crop scoring.
+      paper's 10-crop scoring;
+    * on a CUDA device the embedding model runs through ``torch.compile``
+      with CUDA graphs (``compile="auto"``: the first call compiles, each
+      new length bucket records a graph, see :mod:`speechbrain_tdy.compiled`): pass
+      ``compile=False`` for eager, ``True`` to compile on a CPU too, or a
+      dict of ``torch.compile`` arguments.
 
     Hyperparameters read from ``hyperparams.yaml`` (with defaults):
     ``chunk_frames`` (3000), ``chunk_context_frames`` (384), ``min_duration``
@@ -72,7 +78,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     MODULES_NEEDED = ["compute_features", "embedding_model"]
 
     def __init__(self, *args, calibration=None, cohort=None, settings=None, backend="torch", onnx_file=None,
-                 **kwargs):
+                 compile="auto", **kwargs):
         super().__init__(*args, **kwargs)
         self.onnx_model = self._onnx_model(backend, onnx_file)
         self.calibration = calibration
@@ -81,6 +87,9 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         self.sample_rate = self.audio_normalizer.sample_rate
         self.pipeline = EmbeddingPipeline(self.mods.compute_features, self.mods.embedding_model,
                                           settings["chunk_frames"], settings["chunk_context_frames"])
+        options = compile_options(compile, self.device)
+        if options is not None and self.onnx_model is None and not self.compile:  # run_opts compile: SpeechBrain's
+            self.pipeline.compile_inference(**options)
         self.min_samples = int(settings["min_duration"] * self.sample_rate)
         self.crop_frames = settings["crop_frames"]
         self.num_crops = settings["num_crops"]
@@ -121,7 +130,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             As in SpeechBrain's ``fetch`` (``FetchConfig(allow_network=False)``
             never touches the network).
         **kwargs
-            Passed to the constructor (e.g. ``run_opts={"device": "cuda"}``).
+            Passed to the constructor: ``run_opts={"device": "cuda"}``,
+            ``compile=False`` (see the class), ``backend="onnx"``.
         """
         files = ModelSource(source, savedir, local_strategy, fetch_config)
         if kwargs.get("backend") == "onnx" and kwargs.get("onnx_file") is None:

@@ -28,7 +28,10 @@ def conv_output_lengths(lengths, kernel_size, stride=1, padding=0):
 def relative_to_absolute(lengths, max_length):
     """Convert SpeechBrain relative lengths (batch,) in (0, 1] to time steps.
 
-    Returns None when every item is full length, so unpadded batches skip masking.
+    Returns None when every item is full length, so unpadded batches skip
+    masking; not while ``torch.compile`` traces the model, where that check
+    would split the graph at every layer (masking a full-length item changes
+    nothing).
 
     >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 10)
     tensor([10,  5])
@@ -38,7 +41,7 @@ def relative_to_absolute(lengths, max_length):
     if lengths is None:
         return None
     absolute = torch.round(lengths.float() * max_length).long().clamp(1, max_length)
-    if bool((absolute == max_length).all()):
+    if not torch.compiler.is_compiling() and bool((absolute == max_length).all()):
         return None
     return absolute
 

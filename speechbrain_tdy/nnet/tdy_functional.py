@@ -31,7 +31,11 @@ written by hand (:class:`_TDYConv2dFunction`):
 * without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
   requiring a gradient) nothing is kept at all;
 * everything runs in channels-last layout (``_CONV_LAYOUT``), and the
-  output comes back channels-last, which the next layer takes as it is.
+  output comes back channels-last, which the next layer takes as it is;
+* while ``torch.compile`` traces it, the layer is the basis convolution and
+  the mixing in plain differentiable ops: the compiler fuses them and derives
+  their backward (the hand-written one, which works in place in buffers kept
+  on ``ctx``, would split the graph). ``recompute`` has no effect there.
 
 Under ``torch.autocast`` the convolution runs in the autocast dtype (as
 ``conv2d`` would) and so does the mixing; gradients come back in the dtypes of
@@ -94,6 +98,8 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
 def _dispatch(x, weight, bias, attention, stride, padding, recompute):
     x = x.contiguous(memory_format=_CONV_LAYOUT)
     attention = attention.to(x.dtype)
+    if torch.compiler.is_compiling():  # plain differentiable ops: the compiler fuses them and derives backward
+        return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
     inputs = (x, weight, attention) if bias is None else (x, weight, attention, bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _TDYConv2dFunction.apply(x, weight, bias, attention, stride, padding, recompute)

@@ -54,9 +54,14 @@ CLASSIFICATION_ERROR = "speaker-classification error"
 class SpeakerBrain(sb.core.Brain):
     """Waveform crops -> features -> embedding -> loss head."""
 
-    def embed(self, wavs, lens):
-        """Embeddings (batch, emb_dim) of waveforms (batch, samples) with relative lengths."""
-        return EmbeddingPipeline(self.modules.compute_features, self.modules.embedding_model)(wavs, lens)
+    def embed(self, wavs, lens, stage=sb.Stage.TRAIN):
+        """Embeddings (batch, emb_dim) of waveforms (batch, samples) with relative lengths.
+        Only training steps run a model that ``--compile`` compiled: evaluation embeds
+        whole utterances, and each new length would compile again."""
+        model = self.modules.embedding_model
+        if stage != sb.Stage.TRAIN:
+            model = getattr(getattr(model, "module", model), "_orig_mod", model)  # inside DDP, torch.compile's
+        return EmbeddingPipeline(self.modules.compute_features, model)(wavs, lens)
 
     def training_waveforms(self, batch):
         """The batch's waveforms (batch', samples') on the device, augmented in
@@ -70,7 +75,7 @@ class SpeakerBrain(sb.core.Brain):
         if stage == sb.Stage.TRAIN:
             return self.embed(*self.training_waveforms(batch))
         wavs, lens = batch.to(self.device, non_blocking=True).sig
-        return self.embed(wavs, lens)
+        return self.embed(wavs, lens, stage)
 
     def fit_batch(self, batch):
         """One optimizer step on one batch; returns the detached loss.
@@ -221,7 +226,7 @@ class SpeakerBrain(sb.core.Brain):
         self.modules.eval()
         files = sorted({path for trial in self.dev_trials for path in (trial.enrol, trial.test)})
         embeddings = embed_files(
-            lambda wavs, lens: self.embed(wavs.to(self.device), lens.to(self.device)),
+            lambda wavs, lens: self.embed(wavs.to(self.device), lens.to(self.device), sb.Stage.VALID),
             files, self.hparams.trial_wav_folder, self.hparams.sample_rate,
         )
         scores = score_trials(self.dev_trials, embeddings)
