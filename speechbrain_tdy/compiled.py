@@ -14,7 +14,8 @@ graph. Every model here traces to a single graph, for training too (see
   lengths tell the model where each item ends. The models mask every padded
   frame, so the embedding is the same, and recordings of different lengths
   share one CUDA graph per bucket instead of recording one per length;
-* ``dynamic=True`` compiles once for every batch size and bucket;
+* ``dynamic=True`` compiles once for every bucket and batch size (and once
+  more for single recordings: the compiler specialises a size of 1);
 * if compiling or running the compiled model fails (no C++ compiler, no
   Triton, an unsupported GPU), it warns once and runs the model eagerly from
   then on, with the same results.
@@ -49,7 +50,7 @@ def compile_options(compile, device):
     """
     if isinstance(compile, dict):
         return dict(compile)
-    if compile not in ("auto", True, False):
+    if not (compile == "auto" or compile is True or compile is False):
         raise ValueError(f"compile must be 'auto', True, False or a dict of torch.compile arguments, got {compile!r}")
     on_cuda = torch.device(device).type == "cuda"
     if compile is False or (compile == "auto" and not on_cuda):

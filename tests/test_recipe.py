@@ -101,8 +101,8 @@ def test_compile_option_trains_the_embedding_model_as_one_graph(tiny_corpus, tmp
 
     from speechbrain_tdy.nnet.tdy_conv import tdy_layers
 
-    compile_with_inductor = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_with_inductor(module, backend="eager"))
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **options: real_compile(module, backend="eager"))
     torch._dynamo.reset()
     counters.clear()
     brain, batch = recipe_brain(monkeypatch, tiny_corpus, tmp_path, "--compile", augment=False)
