@@ -335,9 +335,10 @@ def bench_models(args, device):
         model = make_model().to(device)
         train_model = infer_model = model
         if form == "compiled":
+            options = compile_options(True, device)
             # Static shapes, as train.py's --compile: dynamic ones failed in TorchInductor's backward (torch 2.14.1)
-            train_model = torch.compile(model, **dict(compile_options(True, device), dynamic=False))
-            infer_model = CompiledForward(model, **compile_options(True, device))
+            train_model = torch.compile(model, **dict(options, dynamic=False))
+            infer_model = CompiledForward(model, **options)
         head = nn.Linear(512 if "ecapa" not in name else 192, 1000).to(device)
         params = list(model.parameters()) + list(head.parameters())
         optimizer = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-5)

@@ -14,6 +14,7 @@ from speechbrain.utils.autocast import TorchAutocast
 
 from speechbrain_tdy.lobes import LogMelInstanceNorm, tdy_resnet34_quarter
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
+from speechbrain_tdy.pipeline import EmbeddingPipeline
 from recipe_utils import TRANSFORMS, check_configured_augmenter, check_forced_transform, recipe_brain, step_gradients
 from test_tdy_fast import GEOMETRIES, inputs, plain_tdy_conv2d
 
@@ -95,8 +96,6 @@ def test_compiled_model_with_cuda_graphs_gives_eager_embeddings_and_gradients():
     """The interface's inference path (torch.compile, mode="reduce-overhead":
     CUDA graphs, padded to length buckets) and a compiled training step: eager's
     numbers to 1e-4 in float32 (TF32 off on both sides)."""
-    from speechbrain_tdy.pipeline import EmbeddingPipeline
-
     torch.manual_seed(0)
     pipeline = EmbeddingPipeline(LogMelInstanceNorm(n_mels=40), tdy_resnet34_quarter(n_mels=40)).to(CUDA).eval()
     wavs = [torch.randn(1, 32000, device=CUDA), torch.randn(1, 33000, device=CUDA), torch.randn(3, 20000, device=CUDA)]

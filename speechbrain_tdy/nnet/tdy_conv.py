@@ -98,7 +98,7 @@ class TDYAttention(nn.Module):
         (:class:`_FlattenedConv1d`). The kernel's shape comes from the layer,
         not from x, so that it stays constant in an ONNX export."""
         if _conv1d_on_flattened_copy(x):
-            if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            if torch.compiler.is_compiling():
                 return self.fc1(x.flatten(1, 2))
             return _FlattenedConv1d.apply(x, self.fc1.weight, self.time_stride, self.time_padding)
         weight = self.fc1.weight.view(self.fc1.out_channels, self.in_channels, self.freq_size, self.time_kernel)
