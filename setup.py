@@ -21,7 +21,7 @@ setup(
         "huggingface_hub",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis"],
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"],
         "onnx": ["onnx", "onnxruntime"],  # python -m speechbrain_tdy.onnx, backend="onnx"
     },
 )

@@ -35,7 +35,9 @@ models
     reference formulation, TDY-ResNet-34 x0.5 recomputing its per-kernel
     outputs in backward (``set_recompute(model, True)``: less memory, more
     time) or recomputing them in the layers where that is cheapest
-    (``"selective"``), and SpeechBrain's ECAPA-TDNN (C=1024). With
+    (``"selective"``), the TDY and DTDY models without the guard against
+    oneDNN's channels-last backward bug ("[unguarded]", what the guard costs:
+    ``docs/onednn_channels_last.md``), and SpeechBrain's ECAPA-TDNN (C=1024). With
     ``--compile``, also the TDY models through ``torch.compile`` (on a GPU
     with CUDA graphs, as the pretrained interface runs them; inference padded
     to length buckets), "[compiled]": their first calls compile and are not
@@ -73,6 +75,7 @@ sys.path.insert(0, ROOT)
 
 from reference_tdy import reference_formulation  # noqa: E402
 
+from speechbrain_tdy.nnet import layout  # noqa: E402
 from speechbrain_tdy.nnet.tdy_conv import TDYConv2d  # noqa: E402
 
 N_MELS, FRAMES, K = 64, 200, 6
@@ -136,10 +139,18 @@ def peak_memory(fn, device=torch.device("cpu")):
 
 @contextlib.contextmanager
 def formulation(name):
-    """"fast" or "compiled" (the package as is) or "ref" (the authors' einsum formulation)."""
+    """"fast" or "compiled" (the package as is), "ref" (the authors' einsum
+    formulation) or "unguarded" (the package without its guard against oneDNN's
+    channels-last backward bug: every convolution may run channels-last)."""
     if name == "ref":
         with reference_formulation():
             yield
+    elif name == "unguarded":
+        guarded_block, layout.ONEDNN_CHANNEL_BLOCK = layout.ONEDNN_CHANNEL_BLOCK, 1
+        try:
+            yield
+        finally:
+            layout.ONEDNN_CHANNEL_BLOCK = guarded_block
     else:
         yield
 
@@ -320,6 +331,9 @@ def build_models(n_mels=N_MELS):
         "resnet34_half": ("fast", lambda: resnet34_half(n_mels=n_mels), ours, n_mels),
         "resnet34_half[channels_last]": (
             "fast", lambda: resnet34_half(n_mels=n_mels).to(memory_format=torch.channels_last), ours, n_mels),
+        "tdy_resnet34_half[unguarded]": ("unguarded", lambda: tdy_resnet34_half(n_mels=n_mels), ours, n_mels),
+        "tdy_resnet34_quarter[unguarded]": ("unguarded", lambda: tdy_resnet34_quarter(n_mels=n_mels), ours, n_mels),
+        "dtdy_resnet34_half[unguarded]": ("unguarded", lambda: dtdy_resnet34_half(n_mels=n_mels), ours, n_mels),
         "ecapa_tdnn_c1024": ("fast", ecapa, fbank80, 80),
     }
 
@@ -405,6 +419,13 @@ def bench_models(args, device):
             print("  {}: ref/ours training {train_speedup:.2f}x, inference {infer_speedup:.2f}x; ours/ref training "
                   "peak {train_peak_ratio:.2f} (+peak {train_added_peak_ratio:.2f}), inference peak "
                   "{infer_peak_ratio:.2f}".format(name, **summary[name]), flush=True)
+    for name in ("tdy_resnet34_half", "tdy_resnet34_quarter", "dtdy_resnet34_half"):
+        guarded, unguarded = rows.get(name), rows.get(name + "[unguarded]")
+        if guarded and unguarded:
+            summary[name + "[guard]"] = dict(train_cost=guarded["train_s"] / unguarded["train_s"],
+                                             infer_cost=guarded["infer_s"] / unguarded["infer_s"])
+            print("  {}: guarded/unguarded (nnet.layout) training {train_cost:.3f}x, inference {infer_cost:.3f}x"
+                  .format(name, **summary[name + "[guard]"]), flush=True)
     return dict(rows=rows, summary=summary)
 
 

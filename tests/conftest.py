@@ -1,5 +1,6 @@
 """Shared fixtures: the authors' key listing and recorded outputs."""
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ DATA = Path(__file__).parent / "data"
 FIXTURE = DATA / "official_fixture_tdy_resnet34_quarter_avg40.pt"
 KEY_LISTING = DATA / "official_state_dict_keys.txt"
 
-torch.set_num_threads(2)
+# Two cores: two threads in one process, or one each under `pytest -n 2`.
+torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def _load_fill():

@@ -15,8 +15,6 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools"  # the mini corpus and 
 # Small enough for seconds per epoch on 2 CPU cores.
 TINY = {
     "n_mels": 24,
-    # First stage 8 wide: torch 2.14.1 on AVX2-only CPUs corrupts the heap in the weight gradient of a
-    # channels-last 1x1 stride-2 conv with fewer than 8 input channels (the first TDY shortcut at 4).
     "channels": [8, 8, 8, 16],
     "emb_dim": 16,
     "crop_frames": 64,

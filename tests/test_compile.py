@@ -15,8 +15,7 @@ from speechbrain_tdy.lobes.vggm import VGGM
 from speechbrain_tdy.nnet.temperature import set_temperature
 from speechbrain_tdy.pipeline import EmbeddingPipeline
 
-# At least 8 channels: oneDNN's strided channels-last backward is wrong for 2-7 input channels on CPU, which
-# the eager layer works around (tdy_functional._onednn_strided_backward_bug) and a compiled graph does not.
+# 8 channels: layers that run NCHW on CPU (speechbrain_tdy.nnet.layout), beside channels-last ones at 16.
 MODELS = {
     "tdy": lambda: ResNet(n_mels=24, channels=(8, 8, 16, 16), conv="tdy", lin_neurons=16, layers=(1, 1, 1, 1),
                           temperature=4),

@@ -1,7 +1,4 @@
 """The fused TDY convolution against the plain formulation: outputs and gradients."""
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,13 +50,19 @@ GEOMETRIES = [
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("input_layout", [torch.contiguous_format, torch.channels_last], ids=str)
 @pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last], ids=str)
-def test_outputs_and_gradients_equal_the_plain_formulation(geometry, input_layout, grad_layout, mixing):
-    """Whatever the layouts it is given, it convolves and answers channels-last."""
-    args = list(inputs(**geometry))
+@pytest.mark.parametrize("in_channels", [3, 16])
+def test_outputs_and_gradients_equal_the_plain_formulation(geometry, input_layout, grad_layout, in_channels, mixing):
+    """Whatever the layouts it is given, it convolves and answers channels-last;
+    on CPU, where oneDNN's channels-last backward is unsafe (3 channels), the
+    kernel-by-kernel mixing convolves and answers NCHW."""
+    args = list(inputs(**geometry, in_channels=in_channels))
     args[0] = args[0].contiguous(memory_format=input_layout)
     tensors = [t.requires_grad_() for t in args[:4] if t is not None]
     fast = tdy_conv2d(*args)
-    assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
+    if in_channels == 16 or mixing == "batched over K":
+        assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
+    else:
+        assert fast.is_contiguous() and not fast.is_contiguous(memory_format=torch.channels_last)
     grad = torch.randn_like(fast).contiguous(memory_format=grad_layout)
     fast_grads = torch.autograd.grad(fast, tensors, grad)
     plain = plain_tdy_conv2d(*args)
@@ -151,23 +154,3 @@ def test_autocast_runs_in_the_autocast_dtype_and_returns_float32_gradients(mixin
     assert weight.grad.dtype == torch.float32
     torch.testing.assert_close(out.float(), plain_tdy_conv2d(x, weight, bias, attention, stride, padding),
                                rtol=0.05, atol=0.3)
-
-
-def test_strided_layers_with_few_input_channels_train_in_float32():
-    """oneDNN aborts the process ("double free or corruption") in the backward
-    of a strided channels-last convolution with 2-7 input channels on some CPUs;
-    the layer must run it in the default layout. Run in a subprocess, so that
-    an abort fails this test instead of killing the test session."""
-    code = (
-        "import torch\n"
-        "from speechbrain_tdy.nnet.tdy_conv import TDYConv2d\n"
-        "torch.set_num_threads(1)\n"
-        "for channels in (2, 3, 4, 6):\n"
-        "    layer = TDYConv2d(channels, 48, 1, freq_size=12, stride=2)\n"
-        "    x = torch.randn(4, channels, 12, 66, requires_grad=True)\n"
-        "    for _ in range(3):\n"
-        "        layer(x).sum().backward()\n"
-        "print('done')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]

@@ -11,6 +11,7 @@ from torch import nn
 from speechbrain_tdy.lobes.checks import check_features
 from speechbrain_tdy.nnet.dtdy_conv import DTDYConv2d
 from speechbrain_tdy.nnet.geometry import conv_output_size
+from speechbrain_tdy.nnet.layout import Conv2d
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, relative_to_absolute
 from speechbrain_tdy.nnet.pooling import build_pooling
 from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
@@ -144,7 +145,7 @@ class ResNet(nn.Module):
         if len(channels) != 4 or len(layers) != 4:
             raise ValueError(f"ResNet needs 4 stages, got channels={channels}, layers={layers}")
         self.n_mels, self.conv = n_mels, conv
-        self.conv1 = nn.Conv2d(1, channels[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
+        self.conv1 = Conv2d(1, channels[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(channels[0])
         self.relu = nn.ReLU(inplace=True)
         freq = conv_output_size(n_mels, 7, 2, 3)

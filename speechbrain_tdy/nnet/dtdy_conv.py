@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_tdy.nnet.geometry import check_feature_map, pair
+from speechbrain_tdy.nnet.layout import Conv2d
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time
 
 
@@ -93,9 +94,9 @@ class DTDYConv2d(nn.Module):
         kernel_size, stride, padding = pair(kernel_size), pair(stride), pair(padding)
         self.in_channels, self.freq_size = in_channels, freq_size
         self.dim = int(math.sqrt(in_channels * 2 + out_channels * 2))
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        self.q = nn.Conv2d(in_channels, self.dim, kernel_size, stride, padding, bias=False)
-        self.p = nn.Conv2d(self.dim, out_channels, 1, bias=False)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        self.q = Conv2d(in_channels, self.dim, kernel_size, stride, padding, bias=False)
+        self.p = Conv2d(self.dim, out_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(self.dim)
         self.bn2 = nn.BatchNorm2d(self.dim)
         self.fc_phi = DynamicMixingMatrix(

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_tdy.nnet.geometry import check_feature_map, pair
+from speechbrain_tdy.nnet.layout import Conv2d, safe_conv_layout
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time
 from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 
@@ -24,9 +25,10 @@ from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 SELECTIVE_RECOMPUTE_MAX_MACS = 576
 
 
-class StaticConv2d(nn.Conv2d):
-    """A plain ``nn.Conv2d`` that takes the same ``(x, lengths)`` call as the
-    dynamic convolutions, so that model code treats all three alike.
+class StaticConv2d(Conv2d):
+    """A plain convolution (:class:`speechbrain_tdy.nnet.layout.Conv2d`) that
+    takes the same ``(x, lengths)`` call as the dynamic convolutions, so that
+    model code treats all three alike.
 
     Example
     -------
@@ -90,8 +92,9 @@ class TDYAttention(nn.Module):
         On CPU it runs as the same-numbers conv2d whose kernel spans all
         frequency bins. That reads x in its layout, so a channels-last x (see
         :mod:`speechbrain_tdy.nnet.tdy_functional`) is neither copied nor kept
-        twice for backward, and it is as fast as or faster than the Conv1d on
-        most of TDY-ResNet-34's shapes. cuDNN ran that conv2d 1.7x slower on a
+        twice for backward (except where oneDNN's channels-last backward is
+        unsafe, :mod:`speechbrain_tdy.nnet.layout`), and it is as fast as or
+        faster than the Conv1d on most of TDY-ResNet-34's shapes. cuDNN ran that conv2d 1.7x slower on a
         channels-last x than on a (batch, channels, freq, time) one in
         TDY-ResNet-34's first stage (H100), so elsewhere the Conv1d runs on a
         flattened copy of x, made again in backward rather than kept
@@ -102,6 +105,7 @@ class TDYAttention(nn.Module):
                 return self.fc1(x.flatten(1, 2))
             return _FlattenedConv1d.apply(x, self.fc1.weight, self.time_stride, self.time_padding)
         weight = self.fc1.weight.view(self.fc1.out_channels, self.in_channels, self.freq_size, self.time_kernel)
+        x, weight = safe_conv_layout(x, weight)
         hidden = F.conv2d(x, weight, stride=(1, self.time_stride), padding=(0, self.time_padding))
         return hidden.squeeze(2)
 

@@ -30,8 +30,10 @@ written by hand (:class:`_TDYConv2dFunction`):
   one layer at a time, for one more basis convolution per layer;
 * without autograd (``torch.no_grad``, ``torch.inference_mode`` or no input
   requiring a gradient) nothing is kept at all;
-* everything runs in channels-last layout (``_CONV_LAYOUT``), and the
-  output comes back channels-last, which the next layer takes as it is;
+* everything runs channels-last, and the output comes back channels-last,
+  which the next layer takes as it is; on CPU, layers whose input channels
+  oneDNN's channels-last backward gets wrong run NCHW instead
+  (:func:`speechbrain_tdy.nnet.layout.to_conv_layout`);
 * while ``torch.compile`` traces it, the layer is the basis convolution and
   the mixing in plain differentiable ops: the compiler fuses them and derives
   their backward (the hand-written one, which works in place in buffers kept
@@ -45,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_tdy.nnet.geometry import pair
+from speechbrain_tdy.nnet.layout import to_conv_layout
 
 __all__ = ["tdy_conv2d"]
 
@@ -96,7 +99,7 @@ def tdy_conv2d(x, weight, bias, attention, stride, padding, recompute=False):
 
 
 def _dispatch(x, weight, bias, attention, stride, padding, recompute):
-    x = x.contiguous(memory_format=_CONV_LAYOUT)
+    x = to_conv_layout(x, x)
     attention = attention.to(x.dtype)
     if torch.compiler.is_compiling():  # plain differentiable ops: the compiler fuses them and derives backward
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
@@ -107,15 +110,6 @@ def _dispatch(x, weight, bias, attention, stride, padding, recompute):
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
 
 
-def _onednn_strided_backward_bug(x, stride):
-    """Whether the backward of this convolution must avoid channels-last on CPU:
-    oneDNN (torch 2.14.1, seen on an AMD EPYC) corrupts memory in the backward
-    of a strided channels-last convolution with 2 to 7 input channels (a
-    process abort: "double free or corruption"). Released models have at
-    least 16 channels; small test models hit it."""
-    return x.device.type == "cpu" and 1 < x.shape[1] < 8 and max(stride) > 1
-
-
 def _kernel_by_kernel(tensor):
     """Whether the mixing loops over the K kernels (CPU) or runs batched over K."""
     return tensor.device.type == "cpu"
@@ -123,28 +117,21 @@ def _kernel_by_kernel(tensor):
 
 def _basis_conv(x, weight, bias, stride, padding):
     """All K basis convolutions as one conv2d: (B, K * C_out, F_out, T_out),
-    dense in ``_CONV_LAYOUT``."""
-    out = F.conv2d(x, _flat_weight(weight), _flat_bias(bias), stride=stride, padding=padding)
-    return out.contiguous(memory_format=_CONV_LAYOUT)
+    dense in x's layout (channels-last or, where that is unsafe, NCHW)."""
+    out = F.conv2d(x, _flat_weight(weight, x), _flat_bias(bias), stride=stride, padding=padding)
+    return to_conv_layout(out, x)
 
 
-def _flat_weight(weight):
-    """(K, C_out, C_in, kh, kw) kernels as one (K * C_out, C_in, kh, kw) conv weight."""
+def _flat_weight(weight, x):
+    """(K, C_out, C_in, kh, kw) kernels as one (K * C_out, C_in, kh, kw) conv
+    weight, in the layout of x's convolution."""
     n_kernels, out_channels = weight.shape[:2]
-    return weight.reshape(n_kernels * out_channels, *weight.shape[2:]).contiguous(memory_format=_CONV_LAYOUT)
+    flat = weight.reshape(n_kernels * out_channels, *weight.shape[2:])
+    return to_conv_layout(flat, x)
 
 
 def _flat_bias(bias):
     return None if bias is None else bias.reshape(-1)
-
-
-#: Memory layout of the basis convolution and of the layer's output:
-#: channels-last, whatever the input's. On CPU oneDNN convolves (B, F, T, C)
-#: data without reordering it, 1.1x to 3x faster than (B, C, F, T) at
-#: TDY-ResNet-34's shapes; on an H100 the layout made no difference at batch
-#: 16 and the batched mixing (:func:`_mix_batched`) relies on it
-#: (``benchmarks/README.md``). The next layer gets the output as it is.
-_CONV_LAYOUT = torch.channels_last
 
 
 def _mix(out, attention, n_kernels):
@@ -224,20 +211,18 @@ class _TDYConv2dFunction(torch.autograd.Function):
                 out = _basis_conv(x, weight, bias, ctx.stride, ctx.padding)
         n_kernels, out_channels = weight.shape[:2]
         batch, _, freq, time = out.shape
-        g = grad_y.to(out.dtype).contiguous(memory_format=_CONV_LAYOUT)
+        g = to_conv_layout(grad_y.to(out.dtype), x)
         per_kernel = out.view(batch, n_kernels, out_channels, freq, time)
         grad_attention = _mix_backward(per_kernel, g, attention, ctx.needs_input_grad[3])
         grad_out = out  # now (B, K * C_out, F, T): g * pi_k per kernel
 
         grad_x = grad_weight = grad_bias = None
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-        if _onednn_strided_backward_bug(x, ctx.stride):
-            grad_out, x = grad_out.contiguous(), x.contiguous()
         if any(mask):
             grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
                 grad_out,
                 x,
-                _flat_weight(weight),
+                _flat_weight(weight, x),
                 [n_kernels * out_channels] if ctx.has_bias else None,
                 list(ctx.stride),
                 list(ctx.padding),
