@@ -4,7 +4,7 @@
     python benchmarks/bench_augment.py                          # CPU, batch 32
     python benchmarks/bench_augment.py --device cuda --batch 128 --reps 20
 
-Each transform of ``recipes/VoxCeleb/SpeakerRec/hparams/tdy_resnet34_half.yaml`` is applied
+Each transform of ``recipes/VoxCeleb/SpeakerRec/hparams/tdy.yaml`` is applied
 alone to a batch of ``--batch`` crops of 200 frames (32,240 samples) already
 on ``--device``, as the recipe applies it (``augment_waveforms``: float32,
 outside autocast), on the synthetic noises and RIRs of the mini corpus (8
@@ -40,11 +40,11 @@ TRANSFORMS = ["add_noise", "add_reverb", "drop_freq", "drop_chunk", "speed_pertu
 
 
 def recipe_augmentation(workdir):
-    """tdy_resnet34_half.yaml's hparams on synthetic noise and RIR folders, with their CSV files written."""
+    """tdy.yaml's hparams on synthetic noise and RIR folders, with their CSV files written."""
     from hyperpyyaml import load_hyperpyyaml
 
     write_synthetic_noise_and_rirs(workdir)
-    with open(os.path.join(ROOT, "recipes", "VoxCeleb", "SpeakerRec", "hparams", "tdy_resnet34_half.yaml"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "recipes", "VoxCeleb", "SpeakerRec", "hparams", "tdy.yaml"), encoding="utf-8") as f:
         # (a narrow model: the file builds one, and only its transforms are used)
         hparams = load_hyperpyyaml(f, {"data_folder": workdir, "output_folder": workdir, "channels": [4, 4, 4, 4]})
     for folder, csv_file in (("noise_folder", "noise_annotation"), ("rir_folder", "rir_annotation")):

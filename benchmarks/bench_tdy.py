@@ -434,7 +434,7 @@ def bench_models(args, device):
 # ----------------------------------------------------------------------------
 def bench_data(args, device, model_samples_per_s):
     """Samples per second from the recipe's training dataloader (its dataset,
-    random crops and speaker-balanced batch sampler, tdy_resnet34_half.yaml settings) on a
+    random crops and speaker-balanced batch sampler, tdy.yaml settings) on a
     synthetic corpus, against the model's training samples per second; and the
     time the recipe's waveform augmentation (run in the training process,
     SpeechBrain-style) adds to a training step."""
@@ -456,7 +456,7 @@ def bench_data(args, device, model_samples_per_s):
     corpus = os.path.join(workdir, "corpus")
     generate_corpus(corpus, n_speakers=24, n_utterances=8, n_dev=2, n_test=2, durations=(4.0, 8.0))
     write_synthetic_noise_and_rirs(corpus)
-    with open(os.path.join(recipe, "hparams", "tdy_resnet34_half.yaml"), encoding="utf-8") as stream:
+    with open(os.path.join(recipe, "hparams", "tdy.yaml"), encoding="utf-8") as stream:
         # A larger dev share than VoxCeleb's 2%, so that each split of the small corpus has utterances.
         overrides = {"data_folder": corpus, "output_folder": os.path.join(workdir, "out"), "split_ratio": [90, 10]}
         hparams = load_hyperpyyaml(stream, overrides)

@@ -99,7 +99,7 @@ print(w(sys.argv[1]))" "$work/corpus"
 }
 
 train() {  # train TRAIN_ARGS...
-    cd "$recipe_dir" && python train.py hparams/tdy_resnet34_half.yaml --data_folder="$work/corpus" \
+    cd "$recipe_dir" && python train.py hparams/tdy.yaml --data_folder="$work/corpus" \
         --dev_verification_file="$work/corpus/veri_dev.txt" --output_folder="$work/train" --device="$device" \
         --precision="$precision" --number_of_epochs=3 --temperature_step=15 --eer_every_n_epochs=3 --split_ratio=[90,10] \
         "$@" && cp "$work/train/train_log.txt" "$out/train_log.txt"

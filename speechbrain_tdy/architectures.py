@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from speechbrain_tdy.dataio.audio import MIN_DURATION
 from speechbrain_tdy.lobes.features import WINDOWS, LogMelInstanceNorm
 from speechbrain_tdy.lobes.resnet import CONVS, HALF_CHANNELS, QUARTER_CHANNELS, ResNet
 from speechbrain_tdy.lobes.vggm import CONVS as VGGM_CONVS
@@ -157,7 +158,7 @@ class Architecture:
             "as_norm_top_n: 100",
             "crop_frames: 400  # the paper's evaluation: 10 crops of 400 frames",
             "num_crops: 10",
-            "min_duration: 1.0  # seconds; shorter files are wrap-padded",
+            f"min_duration: {MIN_DURATION}  # seconds; shorter files are wrap-padded",
             "chunk_frames: 3000  # longer recordings are embedded chunk by chunk",
             "chunk_context_frames: 384",
             "",

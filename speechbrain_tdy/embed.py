@@ -15,17 +15,19 @@ Relative paths in lists are relative to the list's folder; blank lines and
 lines starting with ``#`` are skipped. OUT ending in ``.npz`` gets one file
 with ``ids`` (n,) and ``embeddings`` (n, dim) float32; any other OUT is a
 folder with one ``<id>.npy`` (dim,) per utterance. Embeddings are
-L2-normalised and equal to ``TDYSpeakerRecognition.embed_file`` (files
-shorter than ``min_duration`` are wrap-padded).
+L2-normalised; files are read as ``TDYSpeakerRecognition.embed_file`` reads
+them (``load_utterance``: files shorter than ``min_duration`` are wrap-padded).
 
 Files are decoded in DataLoader workers and embedded in batches of similar
-durations; a batch never changes an embedding (``encode_batch`` is exact
-under padding). Finished batches are written at once under temporary names
-then renamed (``OUT.parts/`` for ``.npz``, merged at the end), so a killed
-run loses at most the batch in flight and a rerun skips what is done. Files
-that cannot be used are skipped and listed with the reason in
-``OUT.bad_files.txt`` (``OUT/bad_files.txt`` for a folder); ``--strict``
-stops at the first one instead.
+durations. Padding does not change an embedding (``encode_batch`` is exact
+under padding) but a batch rounds differently from one file alone, and a TDY
+model's attention can amplify that: ``--batch-size 1`` gives exactly
+``embed_file``'s embeddings. Finished batches are written at once under
+temporary names then renamed (``OUT.parts/`` for ``.npz``, merged at the
+end), so a killed run loses at most the batch in flight and a rerun skips
+what is done. Files that cannot be used are skipped and listed with the
+reason in ``OUT.bad_files.txt`` (``OUT/bad_files.txt`` for a folder);
+``--strict`` stops at the first one instead.
 """
 import argparse
 import io
@@ -42,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from speechbrain_tdy.atomic import atomic_path, write_text_atomically
-from speechbrain_tdy.dataio.audio import AudioError, wrap_pad
+from speechbrain_tdy.dataio.audio import AudioError, load_utterance
 from speechbrain_tdy.inference.interface import TDYSpeakerRecognition, same_fingerprint
 
 #: File extensions searched for in a folder: soundfile's formats and common aliases.
@@ -110,11 +112,6 @@ def _read_list(path, scp):
             utt_id, audio = str(Path(line).with_suffix("")), line
         utterances.append(Utterance(utt_id, str(path.parent / audio), where))
     return utterances
-
-
-def load_utterance(model, path):
-    """Waveform (samples,) of ``path`` as ``model.embed_file`` sees it."""
-    return wrap_pad(model.load_audio(path), model.min_samples)
 
 
 class AudioFiles(Dataset):
@@ -302,9 +299,9 @@ def embed_utterances(model, utterances, out, batch_size=16, num_workers=2, stric
         except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
             summary.bad.append((utterance, f"{utterance.path}: cannot read the audio header ({error})"))
     _stop_if_strict(strict, summary)
-    loader = DataLoader(AudioFiles(readable, partial(load_utterance, model)),
-                        batch_sampler=length_batches(durations, batch_size), num_workers=num_workers,
-                        collate_fn=collate)
+    read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples)
+    loader = DataLoader(AudioFiles(readable, read), batch_sampler=length_batches(durations, batch_size),
+                        num_workers=num_workers, collate_fn=collate)
     bar = tqdm(total=len(readable), unit="file", disable=not progress)
     batches = iter(loader)
     while True:

@@ -118,29 +118,47 @@ def trained_at_inference_temperature(checkpoint):
 
 
 def checkpoint_preference(checkpoint):
-    """Sort key of train.py checkpoints, higher is better: trained at the
-    inference temperature first, then lower dev classification error
-    (intra-epoch checkpoints, which have none, last), then the later one."""
+    """Sort key of train.py checkpoints, higher is better: the run's one
+    ranking, by which training chooses the checkpoints it keeps
+    (``save_and_keep_only``) and :func:`best_checkpoint` the one it uses, so
+    that the checkpoint used is never deleted first.
+
+    Validated end-of-epoch checkpoints first (intra-epoch ones have no dev
+    metrics); then those trained at the inference temperature; then those
+    with a dev EER, the lower the better; then the lower dev classification
+    error; of equals, the later one.
+    """
     meta = checkpoint.meta
-    return trained_at_inference_temperature(checkpoint), -meta.get("ErrorRate", math.inf), meta.get("unixtime", 0)
+    validated = "ErrorRate" in meta
+    return (
+        validated,
+        validated and trained_at_inference_temperature(checkpoint),
+        "EER" in meta,
+        -meta.get("EER", math.inf),
+        -meta.get("ErrorRate", math.inf),
+        meta.get("unixtime", 0),
+    )
+
+
+#: A run keeps this many best checkpoints by :func:`checkpoint_preference`
+#: and (SpeechBrain's ``keep_recent``, to resume from) this many latest ones.
+KEPT_CHECKPOINTS = 2
+
+
+def save_epoch_checkpoint(checkpointer, meta):
+    """Save the end-of-epoch checkpoint with its dev metrics ``meta`` and delete
+    those that are neither among the ``KEPT_CHECKPOINTS`` best nor latest."""
+    return checkpointer.save_and_keep_only(meta=meta, importance_keys=[checkpoint_preference],
+                                           num_to_keep=KEPT_CHECKPOINTS)
 
 
 def best_checkpoint(checkpoints):
-    """The checkpoint to use for inference among a run's ``checkpoints``.
-
-    Among the end-of-epoch checkpoints trained at the inference temperature
-    (all of them, with a warning, if none is), the one with the lowest dev EER
-    if each has one, else the lowest classification error; of equals, the
-    latest (not whichever the folder lists first). A run killed during its
-    first epoch only has intra-epoch checkpoints: the latest.
-    """
-    validated = [c for c in checkpoints if "ErrorRate" in c.meta]
-    if not validated:
-        return max(checkpoints, key=lambda c: c.meta["unixtime"])
-    candidates = [c for c in validated if trained_at_inference_temperature(c)]
-    if not candidates:
+    """The checkpoint to use for inference among a run's ``checkpoints``: the
+    first by :func:`checkpoint_preference`. A run stopped while annealing
+    gives its best checkpoint with a warning; a run killed during its first
+    epoch, which only has intra-epoch checkpoints, its latest."""
+    best = max(checkpoints, key=checkpoint_preference)
+    if "ErrorRate" in best.meta and not trained_at_inference_temperature(best):
         logger.warning("No checkpoint was trained at temperature %s yet: the run stopped while annealing, "
                        "so its embeddings at that temperature are poor", INFERENCE_TEMPERATURE)
-        candidates = validated
-    key = "EER" if all("EER" in c.meta for c in candidates) else "ErrorRate"
-    return min(candidates, key=lambda c: (c.meta[key], -c.meta.get("unixtime", 0)))
+    return best

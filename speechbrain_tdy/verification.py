@@ -1,7 +1,8 @@
-"""Embedding the files of a trial list and scoring the trials.
+"""Embedding audio files and scoring trials.
 
-Shared by the recipe's validation (EER on the dev list during training) and
-``verify.py``.
+Shared by the pretrained interface, the recipe's validation (EER on the dev
+list during training) and ``verify.py``, so that a threshold calibrated by one
+applies to the others.
 """
 import logging
 from pathlib import Path
@@ -11,50 +12,56 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_tdy.dataio.audio import check_voiced, evenly_spaced_crops, read_segment
+from speechbrain_tdy.dataio.audio import MIN_DURATION, evenly_spaced_crops, load_utterance
 from speechbrain_tdy.scoring import score_pairs
 
 logger = logging.getLogger(__name__)
 
 
-#: Padded audio per batch of whole utterances in :func:`embed_files` (seconds at 16 kHz).
-BATCH_SECONDS = 96
-
-
 @torch.no_grad()
-def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_crops=10,
-                batch_samples=BATCH_SECONDS * 16000):
-    """Embeddings of audio files, L2-normalised.
+def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_DURATION * 16000),
+                crop_samples=None, num_crops=10, batch_samples=None):
+    """L2-normalised embeddings of audio files: the one way this package turns
+    a file into an embedding (the interface's ``embed_file`` and
+    ``verify_files``, ``verify.py`` and training's dev EER all call it).
 
-    Whole utterances are embedded in batches of similar durations (read from
-    the headers), zero-padded, with their relative lengths, each of at most
-    ``batch_samples`` padded samples (a longer file alone); ``embed`` must
-    ignore the padding, as :class:`~speechbrain_tdy.pipeline.EmbeddingPipeline`
-    does. With ``crop_samples``, each file's crops are one batch.
+    Each file is read by :func:`~speechbrain_tdy.dataio.audio.load_utterance`
+    (mono, resampled, checked, wrap-padded to ``min_samples``). By default
+    each file is embedded alone, at its own length: a trial list then scores
+    exactly as the interface scores its pairs. With ``batch_samples``, files
+    of similar header durations are embedded in zero-padded batches of at
+    most that many padded samples (a longer file alone): the same embeddings
+    up to float rounding, which a TDY model's attention can amplify (it is a
+    softmax at temperature 1), so scores then differ slightly from the
+    interface's. With ``crop_samples``, each file is ``num_crops`` evenly
+    spaced crops of that many samples, embedded as one batch (the paper's
+    evaluation).
 
     Arguments
     ---------
     embed : callable
-        wavs (batch, samples), relative lengths (batch,) -> embeddings (batch, dim).
+        wavs (batch, samples), relative lengths (batch,) -> embeddings (batch, dim);
+        it must ignore padding, as :class:`~speechbrain_tdy.pipeline.EmbeddingPipeline` does.
     paths : iterable of str
-        File paths relative to ``root``.
-    crop_samples : int or None
-        None embeds whole utterances; otherwise ``num_crops`` evenly spaced
-        crops of that many samples are embedded (the paper's evaluation).
+        Audio files, relative to ``root`` if given; also the keys of the result.
 
     Returns
     -------
     dict
         path -> tensor (dim,) for whole utterances, (num_crops, dim) for crops.
     """
+    def read(path):
+        return load_utterance(Path(root or "") / path, sample_rate, min_samples)
+
     embeddings = {}
     if crop_samples is not None:
         for path in paths:
-            crops = evenly_spaced_crops(_voiced(Path(root) / path, sample_rate), crop_samples, num_crops)
+            crops = evenly_spaced_crops(read(path), crop_samples, num_crops)
             embeddings[path] = F.normalize(embed(crops, torch.ones(num_crops)), dim=-1).cpu()
         return embeddings
-    for batch in _length_batches(paths, root, batch_samples):
-        wavs = [_voiced(Path(root) / path, sample_rate) for path in batch]
+    batches = [[path] for path in paths] if batch_samples is None else _length_batches(paths, root, batch_samples)
+    for batch in batches:
+        wavs = [read(path) for path in batch]
         longest = max(len(wav) for wav in wavs)
         padded = torch.stack([F.pad(wav, (0, longest - len(wav))) for wav in wavs])
         lengths = torch.tensor([len(wav) / longest for wav in wavs])
@@ -62,21 +69,14 @@ def embed_files(embed, paths, root, sample_rate=16000, crop_samples=None, num_cr
     return embeddings
 
 
-def _voiced(path, sample_rate):
-    """``read_segment(path)``, refusing digital silence."""
-    wav = read_segment(str(path), sample_rate=sample_rate)
-    check_voiced(path, wav)
-    return wav
-
-
 def _length_batches(paths, root, batch_samples):
     """``paths`` in batches of similar header durations, longest first, each of at
     most ``batch_samples`` padded samples (or one file)."""
     def frames(path):
         try:
-            return sf.info(str(Path(root) / path)).frames
+            return sf.info(str(Path(root or "") / path)).frames
         except (RuntimeError, OSError):
-            return 0  # read_segment names the file and the problem when the batch is read
+            return 0  # load_utterance names the file and the problem when the batch is read
 
     ordered = sorted(((frames(path), path) for path in paths), reverse=True)
     batches, batch, longest = [], [], 0

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from model_folders import voice, write_tiny_model_folder, write_voice
-from speechbrain_tdy import gallery as gallery_module
-from speechbrain_tdy.gallery import UNKNOWN, GalleryError, SpeakerGallery, main
+from speechbrain_tdy.inference import gallery as gallery_module
+from speechbrain_tdy.gallery import main
+from speechbrain_tdy.inference.gallery import UNKNOWN, GalleryError, SpeakerGallery
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.scoring import normalise_score
 

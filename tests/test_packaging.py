@@ -1,5 +1,6 @@
 """The installed package stands alone: built as a wheel and installed in a fresh
 environment, used from another folder, it converts and exports."""
+import ast
 import os
 import shutil
 import site
@@ -50,3 +51,39 @@ def test_a_wheel_installed_without_the_checkout_converts_and_exports(reference_f
                    capture_output=True)
     for folder in ("converted", "exported"):
         assert {"hyperparams.yaml", "embedding_model.ckpt", "README.md"} <= {p.name for p in (work / folder).iterdir()}
+
+
+def package_imports():
+    """module -> the package's modules it imports anywhere (inside functions too)."""
+    package = ROOT / "speechbrain_tdy"
+    modules = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in package.rglob("*.py")}
+    graph = {}
+    for module, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            imported.update(name for name in names if name in modules and name != module)
+        graph[module] = imported
+    return graph
+
+
+def test_the_package_has_no_import_cycles():
+    graph = package_imports()
+    assert "speechbrain_tdy.nnet.layout" in graph["speechbrain_tdy.nnet.tdy_conv"]  # the graph is read
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for name in sorted(graph[module]):
+            if state.get(name) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(name):] + [name]))
+            if name not in state:
+                visit(name, path + [name])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

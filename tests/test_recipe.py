@@ -9,6 +9,7 @@ import time
 import types
 
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
@@ -21,7 +22,7 @@ from speechbrain_tdy.verification import error_rates
 from recipe_utils import (RECIPE, TINY, TRANSFORMS, check_configured_augmenter, check_forced_transform, recipe_brain,
                           run_script, step_gradients, train_log_lines)
 
-HPARAMS = ["tdy_resnet34_half.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
+HPARAMS = ["tdy.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
 
 
 def tiny_overrides(corpus, output, hparams="tdy_resnet34_quarter.yaml", **extra):
@@ -348,6 +349,11 @@ def test_export_after_verify_gives_a_folder_the_interface_loads(tiny_corpus, tmp
 
     train = tmp_path / "train"
     run_script("train.py", "hparams/tdy_resnet34_quarter.yaml", tiny_overrides(tiny_corpus, train, augment=False))
+    short_trials = trials_with_a_short_file(tiny_corpus, tmp_path / "short_trials")
+    run_script("verify.py", "hparams/verification.yaml", {
+        "train_output_folder": train, "data_folder": tiny_corpus, "verification_file": short_trials,
+        "trial_wav_folder": short_trials.parent, "output_folder": tmp_path / "short_scores",
+    })
     run_script("verify.py", "hparams/verification.yaml", {
         "train_output_folder": train, "data_folder": tiny_corpus, "dev_verification_file": tiny_corpus / "veri_dev.txt",
         "score_norm": "s-norm", "cohort_size": 12,
@@ -370,9 +376,42 @@ def test_export_after_verify_gives_a_folder_the_interface_loads(tiny_corpus, tmp
     with torch.no_grad():
         expected = run.pipeline(wavs)
     torch.testing.assert_close(model.encode_batch(wavs)[:, 0], expected, rtol=0, atol=1e-5)
+    # verify.py calibrated its threshold on the scores the interface gives: the same for every trial,
+    # also for a file shorter than min_duration (wrap-padded), with or without s-norm
+    for scores, wav_folder, options in ((train / "verification" / "scores.txt", tiny_corpus / "wav", {}),
+                                        (tmp_path / "short_scores" / "scores.txt", short_trials.parent,
+                                         {"score_norm": None, "threshold": 0.0})):
+        for line, score in zip(scores.read_text().splitlines(), interface_scores(model, scores, wav_folder, options)):
+            assert score == pytest.approx(float(line.split()[3]), abs=1e-4), line
     trial = (tiny_corpus / "veri_test.txt").read_text().split("\n")[0].split()
     score, decision = model.verify_files(*(str(tiny_corpus / "wav" / path) for path in trial[1:]))
     assert bool(decision) == bool(score > calibration["threshold"])
+
+
+def trials_with_a_short_file(corpus, folder):
+    """A trial list in ``folder`` (copies of three test files, one cut to 0.6 s) and its path."""
+    enrol, test = (corpus / "veri_test.txt").read_text().splitlines()[0].split()[1:]
+    folder.mkdir()
+    wavs = {"enrol.wav": read_segment(str(corpus / "wav" / enrol)), "test.wav": read_segment(str(corpus / "wav" / test))}
+    wavs["short.wav"] = wavs["test.wav"][:9600]
+    for name, wav in wavs.items():
+        sf.write(folder / name, wav.numpy(), 16000)
+    trials = folder / "trials.txt"
+    trials.write_text("1 enrol.wav test.wav\n0 enrol.wav short.wav\n1 short.wav test.wav\n")
+    return trials
+
+
+def interface_scores(model, scores_file, wav_folder, options):
+    """``model.verify_files`` scores of the trials of a verify.py ``scores.txt``,
+    with verify.py's one thread (other thread counts round differently, which
+    s-norm magnifies)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [float(model.verify_files(*(str(wav_folder / path) for path in line.split()[:2]), **options)[0])
+                for line in scores_file.read_text().splitlines()]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_export_of_a_run_without_checkpoint_is_refused(tiny_corpus, tmp_path):

@@ -1,11 +1,14 @@
 """Which checkpoint of a train.py run is used for inference."""
 from pathlib import Path
 
+import torch
 from speechbrain.utils.checkpoints import Checkpoint
+
+from speechbrain_tdy.checkpoints import AtomicCheckpointer
 
 from speechbrain_tdy.lobes import ResNet
 from speechbrain_tdy.nnet import TemperatureScheduler
-from speechbrain_tdy.training_run import best_checkpoint, checkpoint_preference
+from speechbrain_tdy.training_run import best_checkpoint, checkpoint_preference, save_epoch_checkpoint
 
 
 def checkpoint(name, **meta):
@@ -21,12 +24,24 @@ def test_checkpoints_still_annealing_are_not_chosen_for_inference():
     assert [c.path.name for c in ranked] == ["final_better", "final_worse", "annealing"]
 
 
-def test_dev_eer_decides_when_every_candidate_has_one():
+def test_dev_eer_decides_over_classification_error():
     low_error = checkpoint("low_error", ErrorRate=0.1, EER=20.0, temperature=1.0)
     low_eer = checkpoint("low_eer", ErrorRate=0.2, EER=10.0, temperature=1.0)
     assert best_checkpoint([low_error, low_eer]) is low_eer
-    no_eer = checkpoint("no_eer", ErrorRate=0.05, temperature=1.0)
-    assert best_checkpoint([low_error, low_eer, no_eer]) is no_eer
+    no_eer = checkpoint("no_eer", ErrorRate=0.05, temperature=1.0)  # an epoch between eer_every_n_epochs
+    assert best_checkpoint([low_error, low_eer, no_eer]) is low_eer
+    assert best_checkpoint([no_eer, checkpoint("worse", ErrorRate=0.5, temperature=1.0)]) is no_eer
+
+
+def test_training_keeps_the_checkpoint_that_inference_will_choose(tmp_path):
+    """The epoch with the best dev EER has the worst classification error: it
+    must survive the deletions of later epochs and be the one chosen."""
+    checkpointer = AtomicCheckpointer(tmp_path, {"model": torch.nn.Linear(2, 2)})
+    for epoch, (error_rate, eer) in enumerate([(0.5, 5.0), (0.3, 9.0), (0.2, 8.0), (0.25, 7.0)], start=1):
+        save_epoch_checkpoint(checkpointer, {"epoch": epoch, "ErrorRate": error_rate, "EER": eer, "temperature": 1.0})
+    kept = checkpointer.list_checkpoints()
+    assert sorted(c.meta["epoch"] for c in kept) == [1, 3, 4]  # the two best by dev EER and the two latest
+    assert best_checkpoint(kept).meta["epoch"] == 1
 
 
 def test_a_run_stopped_while_annealing_still_gives_a_checkpoint(caplog):

@@ -31,6 +31,9 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 #: Largest resampling kernel (values) allowed; rates whose ratio to the target
 #: reduces to large coprime numbers (e.g. 44101 Hz) would need gigabytes.
 MAX_RESAMPLING_KERNEL = 20_000_000
+#: Recordings shorter than this (seconds) are wrap-padded to it before they are
+#: embedded, as the authors do; the default of a model folder's ``min_duration``.
+MIN_DURATION = 1.0
 #: Largest sample magnitude accepted (float files outside [-1, 1] by this much
 #: are not audio as the models expect it, and overflow the features).
 MAX_AMPLITUDE = 100.0
@@ -103,6 +106,13 @@ def load_audio(path, sample_rate=16000):
         raise AudioError(f"{path}: resampling {rate} Hz to {sample_rate} Hz exactly needs a {kernel:,}-value kernel; "
                          f"convert the file to {sample_rate} Hz first (e.g. sox in.wav -r {sample_rate} out.wav)")
     return torchaudio.functional.resample(wav, rate, sample_rate)
+
+
+def load_utterance(path, sample_rate=16000, min_samples=int(MIN_DURATION * 16000)):
+    """A file as every embedding of it sees it: :func:`load_audio` (mono,
+    resampled, checked), wrap-padded to at least ``min_samples`` samples.
+    Returns (samples,)."""
+    return wrap_pad(load_audio(path, sample_rate), min_samples)
 
 
 def wrap_pad(wav, num_samples):

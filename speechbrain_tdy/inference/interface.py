@@ -25,8 +25,8 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
 from speechbrain_tdy.compiled import compile_options
-from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, evenly_spaced_crops, load_audio, wrap_pad
-from speechbrain_tdy.gallery import UNKNOWN, SpeakerGallery
+from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, load_audio, wrap_pad
+from speechbrain_tdy.inference.gallery import UNKNOWN, SpeakerGallery
 from speechbrain_tdy.inference.model_files import (
     ModelSource,
     check_settings,
@@ -38,6 +38,7 @@ from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
 from speechbrain_tdy.inference.safe_hparams import load_model_hparams
 from speechbrain_tdy.pipeline import EmbeddingPipeline
 from speechbrain_tdy.scoring import score_pairs
+from speechbrain_tdy.verification import embed_files
 
 #: Why classify_file/classify_batch raise.
 NO_CLASSIFIER = (
@@ -189,12 +190,22 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         """L2-normalised embedding of an audio file: (dim,) for the whole file,
         or (num_crops, dim) for the paper's evenly spaced crops of
         ``crop_frames`` frames (``crop=True``). Files shorter than
-        ``min_duration`` are wrap-padded."""
-        wav = wrap_pad(self.load_audio(path), self.min_samples)
-        if crop:
-            crops = evenly_spaced_crops(wav, crop_samples(self.crop_frames), self.num_crops)
-            return self.encode_batch(crops, normalize=True)[:, 0]
-        return self.encode_batch(wav, normalize=True)[0, 0]
+        ``min_duration`` are wrap-padded. The same as ``verify.py`` computes
+        (:func:`speechbrain_tdy.verification.embed_files`)."""
+        crop_frames, num_crops = self._crop_settings()
+        return embed_files(
+            lambda wavs, lens: self.encode_batch(wavs, lens)[:, 0], [path], sample_rate=self.sample_rate,
+            min_samples=self.min_samples, crop_samples=crop_samples(crop_frames) if crop else None,
+            num_crops=num_crops,
+        )[path].to(self.device)
+
+    def _crop_settings(self):
+        """(crop_frames, num_crops): those the threshold was calibrated with, if
+        it was calibrated on crops, else the model folder's."""
+        if (self.calibration or {}).get("crop"):
+            return (self.calibration.get("crop_frames", self.crop_frames),
+                    self.calibration.get("num_crops", self.num_crops))
+        return self.crop_frames, self.num_crops
 
     def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None, score_norm="calibrated"):
         """Scores and decisions (batch, 1) for pairs of waveforms (batch, samples).
@@ -253,7 +264,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         """Add ``recordings`` of speaker ``name`` (new or already enrolled) to
         ``self.gallery``: one or more audio files (any rate, mono or stereo) or
         16-kHz waveforms (samples,). The speaker is the mean of the recordings'
-        L2-normalised embeddings (see :class:`~speechbrain_tdy.gallery.SpeakerGallery`)."""
+        L2-normalised embeddings (see :class:`~speechbrain_tdy.inference.gallery.SpeakerGallery`)."""
         if isinstance(recordings, (str, os.PathLike, torch.Tensor, np.ndarray)):
             recordings = [recordings]
         if not recordings:

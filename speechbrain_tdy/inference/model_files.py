@@ -18,6 +18,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.atomic import write_text_atomically
+from speechbrain_tdy.dataio.audio import MIN_DURATION
 from speechbrain_tdy.scoring import SCORE_NORMS
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
@@ -191,6 +192,9 @@ def check_calibration(calibration, where):
     top_n = calibration.get("as_norm_top_n")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= 10**6):
         raise ValueError(f"{where}: 'as_norm_top_n' must be a positive integer or null, got {top_n!r}")
+    if crop:
+        for key in ("crop_frames", "num_crops"):
+            checked_setting(calibration, key, where)
     low, high = threshold_range(crop, score_norm)
     if not low <= threshold <= high:
         raise ValueError(f"{where}: threshold {threshold} is outside [{low}, {high}], the range of a calibrated "
@@ -233,22 +237,29 @@ def read_cohort(path, emb_dim=None):
     return cohort
 
 
+#: The interface's scalar settings: key -> (default, type, lowest, highest).
+SETTINGS = {
+    "chunk_frames": (3000, int, 100, 10**6), "chunk_context_frames": (384, int, 0, 10**5),
+    "min_duration": (MIN_DURATION, (int, float), 0.0, 60.0), "crop_frames": (400, int, 10, 10**5),
+    "num_crops": (10, int, 1, 100), "as_norm_top_n": (100, int, 1, 10**6), "emb_dim": (None, int, 1, 8192),
+}
+
+
+def checked_setting(values, key, where):
+    """``values[key]`` (its default if absent), ValueError naming ``where``
+    and ``key`` unless it is a number of the setting's type and range."""
+    default, kind, low, high = SETTINGS[key]
+    value = values.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        raise ValueError(f"{where}: {key} must be a number in [{low}, {high}], got {value!r}")
+    return value
+
+
 def check_settings(hparams, where):
     """The interface's scalar settings of a hyperparams dict, checked."""
-    rules = {
-        "chunk_frames": (3000, int, 100, 10**6), "chunk_context_frames": (384, int, 0, 10**5),
-        "min_duration": (1.0, (int, float), 0.0, 60.0), "crop_frames": (400, int, 10, 10**5),
-        "num_crops": (10, int, 1, 100), "as_norm_top_n": (100, int, 1, 10**6), "emb_dim": (None, int, 1, 8192),
-    }
-    settings = {}
-    for key, (default, kind, low, high) in rules.items():
-        value = hparams.get(key, default)
-        if value is None and default is None:
-            settings[key] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-            raise ValueError(f"{where}: {key} must be a number in [{low}, {high}], got {value!r}")
-        settings[key] = value
+    settings = {key: checked_setting(hparams, key, where) for key in SETTINGS}
     for key in ("threshold_file", "cohort_file"):
         value = hparams.get(key)
         settings[key] = None if value is None else check_plain_name(value, f"{where}: {key}")

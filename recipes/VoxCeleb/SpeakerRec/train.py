@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Train a TDY-CNN speaker embedding model on VoxCeleb (or the mini corpus).
 
-    python train.py hparams/tdy_resnet34_half.yaml --data_folder=/path/to/VoxCeleb2
-    torchrun --nproc_per_node=4 train.py hparams/tdy_resnet34_half.yaml --data_folder=...
-    python train.py hparams/tdy_resnet34_half.yaml --data_folder=... --precision=bf16
-    python train.py hparams/tdy_resnet34_half.yaml --data_folder=... --grad_accumulation_factor=4
+    python train.py hparams/tdy.yaml --data_folder=/path/to/VoxCeleb2
+    torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
+    python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
+    python train.py hparams/tdy.yaml --data_folder=... --grad_accumulation_factor=4
 
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
@@ -42,7 +42,7 @@ from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.nnet import set_attention_input_grad
 from speechbrain_tdy.pipeline import EmbeddingPipeline
-from speechbrain_tdy.training_run import checkpoint_preference
+from speechbrain_tdy.training_run import save_epoch_checkpoint
 from speechbrain_tdy.verification import embed_files, error_rates, score_trials
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class SpeakerBrain(sb.core.Brain):
             meta.update({key: stats[key] for key in ("EER", "minDCF", "threshold") if key in stats})
             if "temperature" in self.epoch_meta:
                 meta["temperature"] = self.epoch_meta["temperature"]
-            self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[checkpoint_preference], num_to_keep=2)
+            save_epoch_checkpoint(self.checkpointer, meta)
 
     def dev_trial_metrics(self):
         """EER, minDCF and EER threshold on the dev trial list (main process only)."""

@@ -5,7 +5,9 @@
         --train_output_folder=results/tdy_resnet34_half/1986 --data_folder=/path/to/VoxCeleb1
 
 Embeds every file of the trial list (whole utterances, or the paper's 10 crops
-of 400 frames with ``--crop=True``), scores trials by cosine similarity
+of 400 frames with ``--crop=True``) exactly as the pretrained interface embeds
+a file (``speechbrain_tdy.verification.embed_files``), so that the threshold
+calibrated here applies to ``verify_files``; scores trials by cosine similarity
 (optionally s-norm / adaptive s-norm against a cohort of training
 embeddings), and writes to ``output_folder``: ``scores.txt``, ``results.json``
 (EER in percent, minDCF, number of trials, EER threshold) and ``det.png``.
@@ -86,12 +88,12 @@ def trial_files(trials):
     return sorted({path for trial in trials for path in (trial.enrol, trial.test)})
 
 
-def cohort_embeddings(embed, train_csv, size, seed, sample_rate):
+def cohort_embeddings(embed, train_csv, size, seed, sample_rate, batch_samples=None):
     """Embeddings of ``size`` random training utterances (one row each)."""
     rows = list(load_manifest(train_csv).values())
     random.Random(seed).shuffle(rows)
     paths = [row["wav"] for row in rows[:size]]
-    embeddings = embed_files(embed, paths, "/", sample_rate)
+    embeddings = embed_files(embed, paths, sample_rate=sample_rate, batch_samples=batch_samples)
     return torch.stack([embeddings[p] for p in paths])
 
 
@@ -118,10 +120,12 @@ def main(argv):
     crop_length = crop_samples(hparams["crop_frames"]) if hparams["crop"] else None
     score_norm = hparams["score_norm"]
     top_n = hparams["as_norm_top_n"] if score_norm == "as-norm" else None
+    batch_seconds = hparams.get("batch_seconds")
+    batch_samples = None if batch_seconds is None else int(batch_seconds * hparams["sample_rate"])
     cohort = None
     if score_norm:
         cohort = cohort_embeddings(embed, run.save_folder / "train.csv", hparams["cohort_size"], hparams["seed"],
-                                   hparams["sample_rate"])
+                                   hparams["sample_rate"], batch_samples)
         with atomic_path(run_folder / "cohort_embeddings.pt") as partial:
             torch.save(cohort, partial)
 
@@ -130,8 +134,8 @@ def main(argv):
                                     [run.save_folder / "train.csv", run.save_folder / "dev.csv"])
         trials = read_trials(trial_file)
         embeddings = embed_files(
-            embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"], crop_length,
-            hparams["num_crops"],
+            embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"],
+            crop_samples=crop_length, num_crops=hparams["num_crops"], batch_samples=batch_samples,
         )
         return trials, score_trials(trials, embeddings, score_norm, cohort, top_n)
 

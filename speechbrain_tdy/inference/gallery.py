@@ -1,0 +1,171 @@
+"""Speaker galleries: enrolled speakers for identification.
+
+A speaker is the mean of the L2-normalised embeddings of its recordings and
+their number, so enrolling more recordings later updates the mean exactly.
+
+A gallery is a folder holding ``gallery.json`` (names, recording counts, the
+embedding size) and ``embeddings-<sha256>.npz`` (the means as a float32
+matrix, and the enrolling model's ``fingerprint()``, its embedding of a fixed
+probe signal, to refuse a gallery enrolled with another model). Nothing is
+pickled. Files are written under temporary names and renamed;
+``gallery.json`` is renamed last and names the matrix by its checksum, so a
+killed command leaves the previous gallery intact. In Python::
+
+    model = TDYSpeakerRecognition.from_hparams(source="my_model")
+    model.gallery = SpeakerGallery.load("speakers")     # or a new SpeakerGallery()
+    model.enroll("alice", ["alice1.wav", "alice2.wav"])
+    names, scores = model.identify("who.wav", top_k=3)
+    model.gallery.save("speakers")
+
+The command line is :mod:`speechbrain_tdy.gallery`.
+"""
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechbrain_tdy.atomic import atomic_path, write_text_atomically
+
+#: The name ``identify`` gives to a recording that matches no enrolled speaker.
+UNKNOWN = "unknown"
+GALLERY_FILE = "gallery.json"
+FORMAT = "speechbrain-tdy speaker gallery 1"
+
+
+class GalleryError(ValueError):
+    """A gallery file that cannot be used, with its path and the reason."""
+
+
+class SpeakerGallery:
+    """Enrolled speakers: name -> mean of L2-normalised embeddings (dim,) and
+    the number of recordings it averages.
+
+    Example
+    -------
+    >>> gallery = SpeakerGallery()
+    >>> gallery.add("alice", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    >>> gallery.add("alice", torch.tensor([[1.0, 0.0]]))
+    >>> gallery.names, gallery.recordings("alice"), gallery.means()
+    (['alice'], 3, tensor([[0.6667, 0.3333]]))
+    """
+
+    def __init__(self):
+        self._means, self._counts = {}, {}
+        #: ``fingerprint()`` (dim,) of the model that enrolled the speakers.
+        self.fingerprint = None
+
+    @property
+    def names(self):
+        """Enrolled names, in enrolment order."""
+        return list(self._means)
+
+    @property
+    def dim(self):
+        """Embedding size, or None for an empty gallery without a fingerprint."""
+        if self.fingerprint is not None:
+            return self.fingerprint.shape[0]
+        return next(iter(self._means.values())).shape[0] if self._means else None
+
+    def __len__(self):
+        return len(self._means)
+
+    def __contains__(self, name):
+        return name in self._means
+
+    def recordings(self, name):
+        """Number of recordings enrolled for ``name``."""
+        return self._counts[self._known(name)]
+
+    def add(self, name, embeddings):
+        """Enrol ``embeddings`` (n, dim), L2-normalised, for ``name`` (new or known)."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
+            raise ValueError(f"A speaker name must be a non-empty string without surrounding spaces, got {name!r}")
+        if name == UNKNOWN:
+            raise ValueError(f"{UNKNOWN!r} is what identify() answers for unknown speakers; pick another name")
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32).detach().cpu()
+        if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+            raise ValueError(f"Expected embeddings of shape (n, dim) with n >= 1, got {tuple(embeddings.shape)}")
+        if self.dim is not None and embeddings.shape[1] != self.dim:
+            raise ValueError(f"This gallery holds {self.dim}-dimensional embeddings, got {embeddings.shape[1]}")
+        count = self._counts.get(name, 0)
+        total = self._means.get(name, torch.zeros(embeddings.shape[1])) * count + embeddings.sum(dim=0)
+        self._counts[name] = count + embeddings.shape[0]
+        self._means[name] = total / self._counts[name]
+
+    def remove(self, name):
+        """Forget ``name``."""
+        del self._means[self._known(name)], self._counts[name]
+
+    def means(self):
+        """Mean embeddings (n_speakers, dim), in the order of :attr:`names`."""
+        if not self._means:
+            return torch.zeros(0, self.dim or 0)
+        return torch.stack(list(self._means.values()))
+
+    def save(self, folder):
+        """Write the gallery to ``folder`` (created if needed) without ever
+        leaving a half-written gallery there."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        arrays = {"means": self.means().numpy().astype(np.float32)}
+        if self.fingerprint is not None:
+            arrays["fingerprint"] = self.fingerprint.numpy().astype(np.float32)
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        matrix = f"embeddings-{digest[:16]}.npz"
+        with atomic_path(folder / matrix) as partial:
+            partial.write_bytes(data)
+        index = {
+            "format": FORMAT,
+            "dim": self.dim,
+            "embeddings_file": matrix,
+            "sha256": digest,
+            "speakers": [{"name": name, "recordings": self._counts[name]} for name in self.names],
+        }
+        write_text_atomically(folder / GALLERY_FILE, json.dumps(index, indent=2) + "\n")
+        for old in folder.glob("embeddings-*.npz"):
+            if old.name != matrix:
+                old.unlink()
+
+    @classmethod
+    def load(cls, folder):
+        """Read a gallery written by :meth:`save`; GalleryError naming the file
+        and the problem for anything else."""
+        path = Path(folder) / GALLERY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such gallery file (create a gallery by enrolling a speaker)")
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+            speakers = [(entry["name"], int(entry["recordings"])) for entry in index["speakers"]]
+            matrix, digest = Path(folder) / index["embeddings_file"], index["sha256"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise GalleryError(f"{path}: not a speaker gallery ({type(error).__name__}: {error})") from error
+        if index.get("format") != FORMAT or matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
+            raise GalleryError(f"{path}: not a speaker gallery of this version (format {index.get('format')!r})")
+        try:
+            data = matrix.read_bytes()
+        except OSError as error:
+            raise GalleryError(f"{path} names {matrix.name}, which cannot be read: {error}") from error
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise GalleryError(f"{matrix}: checksum differs from the one in {path}; the file was changed or damaged")
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            means, fingerprint = arrays["means"], arrays["fingerprint"] if "fingerprint" in arrays else None
+        if means.ndim != 2 or means.shape[0] != len(speakers) or not np.isfinite(means).all():
+            raise GalleryError(f"{matrix}: expected {len(speakers)} finite means, got an array of shape {means.shape}")
+        gallery = cls()
+        gallery.fingerprint = None if fingerprint is None else torch.from_numpy(fingerprint)
+        for (name, count), mean in zip(speakers, torch.from_numpy(means)):
+            if count < 1 or name in gallery:
+                raise GalleryError(f"{path}: speaker {name!r} is listed twice or with {count} recordings")
+            gallery._means[name], gallery._counts[name] = mean, count
+        return gallery
+
+    def _known(self, name):
+        if name not in self._means:
+            raise KeyError(f"No speaker {name!r} in the gallery (enrolled: {', '.join(self.names) or 'none'})")
+        return name
