@@ -80,6 +80,23 @@ def test_save_and_load_without_pickle(tmp_path):
     assert SpeakerGallery.load(tmp_path / "g").names == ["b c"]
 
 
+def test_saving_replaces_only_the_matrix_the_gallery_wrote(tmp_path):
+    """Files of the user's in the gallery folder, even of the matrix's naming pattern, are kept."""
+    folder = tmp_path / "g"
+    folder.mkdir()
+    users = {"embeddings-mine.npz": b"user data", "embeddings-0123456789abcdef.npz": b"more", "notes.txt": b"x"}
+    for name, data in users.items():
+        (folder / name).write_bytes(data)
+    gallery = SpeakerGallery()
+    for name in ("a", "b", "c"):
+        gallery.add(name, F.normalize(torch.randn(2, 8), dim=-1))
+        gallery.save(folder)
+    matrices = [p.name for p in folder.glob("embeddings-*.npz") if p.name not in users]
+    assert matrices == [json.loads((folder / "gallery.json").read_text())["embeddings_file"]]
+    assert {name: (folder / name).read_bytes() for name in users} == users
+    assert SpeakerGallery.load(folder).names == ["a", "b", "c"]
+
+
 def test_a_save_killed_before_the_index_is_renamed_leaves_the_old_gallery(tmp_path, monkeypatch):
     gallery = SpeakerGallery()
     gallery.add("a", torch.ones(1, 4))

@@ -107,9 +107,12 @@ class SpeakerGallery:
 
     def save(self, folder):
         """Write the gallery to ``folder`` (created if needed) without ever
-        leaving a half-written gallery there."""
+        leaving a half-written gallery there. Of the files already there, only
+        the matrix that the previous ``gallery.json`` names, and whose checksum
+        it holds, is replaced."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        previous = _saved_matrix(folder)
         buffer = io.BytesIO()
         arrays = {"means": self.means().numpy().astype(np.float32)}
         if self.fingerprint is not None:
@@ -128,9 +131,8 @@ class SpeakerGallery:
             "speakers": [{"name": name, "recordings": self._counts[name]} for name in self.names],
         }
         write_text_atomically(folder / GALLERY_FILE, json.dumps(index, indent=2) + "\n")
-        for old in folder.glob("embeddings-*.npz"):
-            if old.name != matrix:
-                old.unlink()
+        if previous is not None and previous.name != matrix:
+            previous.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder):
@@ -169,3 +171,19 @@ class SpeakerGallery:
         if name not in self._means:
             raise KeyError(f"No speaker {name!r} in the gallery (enrolled: {', '.join(self.names) or 'none'})")
         return name
+
+
+def _saved_matrix(folder):
+    """The matrix file that ``folder``'s gallery.json names, if :meth:`SpeakerGallery.save`
+    wrote both (a plain file of the gallery's naming, with the checksum
+    gallery.json holds); None otherwise."""
+    try:
+        index = json.loads((folder / GALLERY_FILE).read_text(encoding="utf-8"))
+        path, digest = folder / index["embeddings_file"], index["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if index.get("format") != FORMAT or path.parent != folder or not path.name.startswith("embeddings-"):
+        return None
+    if path.is_symlink() or not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        return None
+    return path
