@@ -139,22 +139,7 @@ class SpeakerGallery:
         """Read a gallery written by :meth:`save`; GalleryError naming the file
         and the problem for anything else."""
         path = Path(folder) / GALLERY_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such gallery file (create a gallery by enrolling a speaker)")
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-            speakers = [(entry["name"], int(entry["recordings"])) for entry in index["speakers"]]
-            matrix, digest = Path(folder) / index["embeddings_file"], index["sha256"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise GalleryError(f"{path}: not a speaker gallery ({type(error).__name__}: {error})") from error
-        if index.get("format") != FORMAT or matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
-            raise GalleryError(f"{path}: not a speaker gallery of this version (format {index.get('format')!r})")
-        try:
-            data = matrix.read_bytes()
-        except OSError as error:
-            raise GalleryError(f"{path} names {matrix.name}, which cannot be read: {error}") from error
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise GalleryError(f"{matrix}: checksum differs from the one in {path}; the file was changed or damaged")
+        speakers, matrix, data = _read_index(folder)
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             means, fingerprint = arrays["means"], arrays["fingerprint"] if "fingerprint" in arrays else None
         if means.ndim != 2 or means.shape[0] != len(speakers) or not np.isfinite(means).all():
@@ -173,17 +158,35 @@ class SpeakerGallery:
         return name
 
 
+def _read_index(folder):
+    """(speakers [(name, recordings)], matrix path, matrix bytes) of the gallery
+    in ``folder``, the matrix checked against the checksum gallery.json holds;
+    FileNotFoundError or GalleryError naming the file and the problem."""
+    path = Path(folder) / GALLERY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such gallery file (create a gallery by enrolling a speaker)")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        speakers = [(entry["name"], int(entry["recordings"])) for entry in index["speakers"]]
+        matrix, digest = Path(folder) / index["embeddings_file"], index["sha256"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise GalleryError(f"{path}: not a speaker gallery ({type(error).__name__}: {error})") from error
+    if index.get("format") != FORMAT or matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
+        raise GalleryError(f"{path}: not a speaker gallery of this version (format {index.get('format')!r})")
+    try:
+        data = matrix.read_bytes()
+    except OSError as error:
+        raise GalleryError(f"{path} names {matrix.name}, which cannot be read: {error}") from error
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise GalleryError(f"{matrix}: checksum differs from the one in {path}; the file was changed or damaged")
+    return speakers, matrix, data
+
+
 def _saved_matrix(folder):
     """The matrix file that ``folder``'s gallery.json names, if :meth:`SpeakerGallery.save`
-    wrote both (a plain file of the gallery's naming, with the checksum
-    gallery.json holds); None otherwise."""
+    wrote both (a plain file, not a link, that :func:`_read_index` accepts); None otherwise."""
     try:
-        index = json.loads((folder / GALLERY_FILE).read_text(encoding="utf-8"))
-        path, digest = folder / index["embeddings_file"], index["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        _, matrix, _ = _read_index(folder)
+    except (OSError, GalleryError):
         return None
-    if index.get("format") != FORMAT or path.parent != folder or not path.name.startswith("embeddings-"):
-        return None
-    if path.is_symlink() or not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-        return None
-    return path
+    return None if matrix.is_symlink() or not matrix.is_file() else matrix
