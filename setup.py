@@ -22,6 +22,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"],
-        "onnx": ["onnx", "onnxruntime"],  # python -m speechbrain_tdy.onnx, backend="onnx"
+        "onnx": ["onnx", "onnxruntime"],  # speechbrain-tdy onnx, backend="onnx"
     },
+    entry_points={"console_scripts": ["speechbrain-tdy = speechbrain_tdy.cli:main"]},
 )

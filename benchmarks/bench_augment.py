@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 
 from bench_tdy import _sync, interleaved_times  # noqa: E402
 
-from speechbrain_tdy.augment import augment_waveforms  # noqa: E402
+from speechbrain_tdy.dataio.augment import augment_waveforms  # noqa: E402
 from speechbrain_tdy.dataio.audio import crop_samples  # noqa: E402
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv, write_synthetic_noise_and_rirs  # noqa: E402
 

@@ -8,7 +8,7 @@ model folder MODEL, a trained one (e.g. the demo's ``exported_model``,
 TDY-ResNet-34 x0.25): a TDY-ResNet-34 with random weights is chaotic in
 float32, so the two ways' embeddings of it differ by about 1e-2 although
 they agree to 1e-10 in float64. "single" calls ``TDYSpeakerRecognition.embed_file`` on each
-file in turn; "batched" runs :func:`speechbrain_tdy.embed.embed_utterances`
+file in turn; "batched" runs :func:`speechbrain_tdy.embedding.batch.embed_utterances`
 (DataLoader workers decode, batches of similar durations) into a fresh
 output. Repeats are interleaved and the median taken. Prints files per
 second, the ratio, how long the batched run waited for audio, and the largest
@@ -26,7 +26,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from speechbrain_tdy.embed import embed_utterances, read_embeddings, read_inputs
+from speechbrain_tdy.embedding.batch import embed_utterances
+from speechbrain_tdy.storage.embeddings_file import read_embeddings
+from speechbrain_tdy.dataio.inputs import read_inputs
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 
 

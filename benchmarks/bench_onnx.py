@@ -5,7 +5,7 @@
 
 Exports the model folder MODEL, a trained one (a TDY-ResNet-34 with random
 weights is chaotic in float32: its export fails the onnxruntime check, see
-``bench_embed.py``), with ``python -m speechbrain_tdy.onnx``, then times
+``bench_embed.py``), with ``speechbrain-tdy onnx``, then times
 ``TDYSpeakerRecognition.encode_batch`` with the PyTorch backend ("eager") and
 the ONNX one ("onnxruntime"), both on ``--threads`` threads, on one 20-s
 utterance and on a batch of 16 x 4 s, interleaved, medians of ``--reps``.
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from speechbrain_tdy.inference import TDYSpeakerRecognition
-from speechbrain_tdy.onnx import main as export
+from speechbrain_tdy.cli.onnx_export import main as export
 
 CASES = {"one 20-s utterance": (1, 20.0), "batch of 16 x 4 s": (16, 4.0)}
 

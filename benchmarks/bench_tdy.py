@@ -339,7 +339,7 @@ def build_models(n_mels=N_MELS):
 
 
 def bench_models(args, device):
-    from speechbrain_tdy.compiled import CompiledForward, compile_options
+    from speechbrain_tdy.embedding.compiled import CompiledForward, compile_options
 
     torch.manual_seed(0)
     entries = {}

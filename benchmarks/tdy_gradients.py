@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from speechbrain_tdy.architectures import get_architecture
+from speechbrain_tdy.lobes.registry import get_architecture
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.nnet import set_attention_input_grad, set_temperature
 from speechbrain_tdy.nnet.tdy_conv import tdy_layers
-from speechbrain_tdy.pipeline import EmbeddingPipeline
-from speechbrain_tdy.training_run import load_training_run
+from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
+from speechbrain_tdy.storage.run_folder import load_training_run
 
 TEMPERATURES = (31.0, 13.0, 7.0, 3.0, 1.0)
 CROP_SAMPLES = 80 * 160 + 240  # the demo's 0.8-s crops

@@ -135,7 +135,7 @@ def export_and_score_one_trial(trained, exported, corpus):
     """Export the run folder ``trained`` to ``exported`` (in this process: no
     second start-up), then score the first trial of the test list through the
     pretrained interface. Returns (score, same speaker)."""
-    from speechbrain_tdy.export import main as export_main
+    from speechbrain_tdy.cli.export import main as export_main
     from speechbrain_tdy.inference import TDYSpeakerRecognition
 
     print(f"$ python -m speechbrain_tdy.export {trained} {exported} --overwrite", flush=True)

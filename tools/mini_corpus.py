@@ -43,7 +43,7 @@ import soundfile as sf
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, lfilter
 
-from speechbrain_tdy.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
 
 SAMPLE_RATE = 16000
 HOP = 160  # samples per label frame: frame i covers samples [HOP * i, HOP * (i + 1))
@@ -454,7 +454,7 @@ def baseline_eers(corpus_dir, trial_file="veri_test.txt", n_mels=40):
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     from speechbrain_tdy.dataio.trials import read_trials
-    from speechbrain_tdy.verification import error_rates
+    from speechbrain_tdy.scoring.metrics import error_rates
 
     torch.set_num_threads(1)
     corpus = Path(corpus_dir)

@@ -2,7 +2,7 @@
 
 Recipes point ``noise_folder`` / ``rir_folder`` at folders of wav files (MUSAN,
 the RIRS_NOISES set, or anything else on disk); :func:`folder_to_csv` writes the
-CSV that SpeechBrain's augmenters and :class:`speechbrain_tdy.augment.NoiseBank` read. :func:`write_synthetic_noise_and_rirs`
+CSV that SpeechBrain's augmenters and :class:`speechbrain_tdy.dataio.augment.NoiseBank` read. :func:`write_synthetic_noise_and_rirs`
 makes small synthetic folders for the mini corpus, so nothing is downloaded.
 """
 import csv
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechbrain_tdy.atomic import atomic_path
+from speechbrain_tdy.storage.atomic import atomic_path
 
 
 def folder_to_csv(folder, csv_file):

@@ -17,7 +17,7 @@ killed command leaves the previous gallery intact. In Python::
     names, scores = model.identify("who.wav", top_k=3)
     model.gallery.save("speakers")
 
-The command line is :mod:`speechbrain_tdy.gallery`.
+The command line is :mod:`speechbrain_tdy.cli.gallery`.
 """
 import hashlib
 import io
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_tdy.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
 
 #: The name ``identify`` gives to a recording that matches no enrolled speaker.
 UNKNOWN = "unknown"

@@ -4,8 +4,8 @@
     >>> model = TDYSpeakerRecognition.from_hparams(source="path/or/org-name")  # doctest: +SKIP
     >>> score, same_speaker = model.verify_files("enrol.wav", "test.wav")  # doctest: +SKIP
 
-A model folder (what ``python -m speechbrain_tdy.export`` and
-``python -m speechbrain_tdy.convert`` write, and what a hub repository holds)
+A model folder (what ``speechbrain-tdy export`` and
+``speechbrain-tdy convert`` write, and what a hub repository holds)
 contains ``hyperparams.yaml``, ``embedding_model.ckpt`` and optionally
 ``threshold.json`` (decision threshold calibrated on a dev trial list, with
 the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
@@ -17,28 +17,28 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
-from speechbrain_tdy.compiled import compile_options
 from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, load_audio, wrap_pad
+from speechbrain_tdy.embedding.compiled import compile_options
+from speechbrain_tdy.embedding.files import embed_files
+from speechbrain_tdy.embedding.fingerprint import probe_signal, same_fingerprint
+from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.inference.gallery import UNKNOWN, SpeakerGallery
-from speechbrain_tdy.inference.model_files import (
+from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
+from speechbrain_tdy.scoring.scores import score_pairs
+from speechbrain_tdy.storage.model_files import (
     ModelSource,
     check_settings,
     load_parameters,
     read_calibration,
     read_cohort,
 )
-from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
-from speechbrain_tdy.inference.safe_hparams import load_model_hparams
-from speechbrain_tdy.pipeline import EmbeddingPipeline
-from speechbrain_tdy.scoring import score_pairs
-from speechbrain_tdy.verification import embed_files
+from speechbrain_tdy.storage.safe_hparams import load_model_hparams
 
 #: Why classify_file/classify_batch raise.
 NO_CLASSIFIER = (
@@ -54,10 +54,10 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     Differences from SpeechBrain's ``SpeakerRecognition``:
 
     * ``from_hparams`` reads ``hyperparams.yaml`` with a safe loader that builds
-      only this package's lobes (see :mod:`speechbrain_tdy.inference.safe_hparams`;
+      only this package's lobes (see :mod:`speechbrain_tdy.storage.safe_hparams`;
       opt out with ``trust_remote_code=True``), fetches files by plain name only,
       loads parameters with ``weights_only=True`` and checks every value it reads
-      (see :mod:`speechbrain_tdy.inference.model_files`);
+      (see :mod:`speechbrain_tdy.storage.model_files`);
     * ``encode_batch`` honours ``wav_lens``: padding never changes an item's
       embedding; recordings longer than ``chunk_frames`` are embedded in chunks
       with bounded memory (same result);
@@ -66,7 +66,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
       paper's 10-crop scoring;
     * on a CUDA device the embedding model runs through ``torch.compile``
       with CUDA graphs (``compile="auto"``: the first call compiles, each
-      new length bucket records a graph, see :mod:`speechbrain_tdy.compiled`): pass
+      new length bucket records a graph, see :mod:`speechbrain_tdy.embedding.compiled`): pass
       ``compile=False`` for eager, ``True`` to compile on a CPU too, or a
       dict of ``torch.compile`` arguments.
 
@@ -191,7 +191,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         or (num_crops, dim) for the paper's evenly spaced crops of
         ``crop_frames`` frames (``crop=True``). Files shorter than
         ``min_duration`` are wrap-padded. The same as ``verify.py`` computes
-        (:func:`speechbrain_tdy.verification.embed_files`)."""
+        (:func:`speechbrain_tdy.embedding.files.embed_files`)."""
         crop_frames, num_crops = self._crop_settings()
         return embed_files(
             lambda wavs, lens: self.encode_batch(wavs, lens)[:, 0], [path], sample_rate=self.sample_rate,
@@ -341,24 +341,13 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         if onnx_file is None:
             raise ValueError(f"backend='onnx' needs onnx_file=, the model folder's {ONNX_FILE}")
         if not Path(onnx_file).is_file():
-            raise FileNotFoundError(f"{onnx_file}: no ONNX model; write it with `python -m speechbrain_tdy.onnx "
+            raise FileNotFoundError(f"{onnx_file}: no ONNX model; write it with `speechbrain-tdy onnx "
                                     "MODEL_FOLDER`")
         return OnnxEmbeddingModel(onnx_file)
 
 
-def probe_signal(sample_rate=16000):
-    """The fixed 1-s signal (samples,) of :meth:`TDYSpeakerRecognition.fingerprint`:
-    a rising chirp plus a 230-Hz tone, amplitude-modulated at 3 Hz."""
-    t = torch.arange(sample_rate, dtype=torch.float64) / sample_rate
-    chirp = torch.sin(2 * math.pi * (100 + 1500 * t) * t) + 0.5 * torch.sin(2 * math.pi * 230 * t)
-    return (0.1 * chirp * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t))).float()
 
 
-def same_fingerprint(a, b, atol=1e-3):
-    """Whether two fingerprints (dim,) come from the same model (the ONNX and
-    PyTorch backends, or two devices, agree far better than ``atol``)."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
-    return a.shape == b.shape and float((a - b).abs().max()) <= atol
 
 
 def check_waveforms(wavs):

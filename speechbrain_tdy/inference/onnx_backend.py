@@ -1,8 +1,8 @@
-"""Running an exported ONNX embedding model (see :mod:`speechbrain_tdy.onnx`)
+"""Running an exported ONNX embedding model (see :mod:`speechbrain_tdy.export.onnx_graph`)
 with onnxruntime, as a drop-in for the PyTorch front end and embedding model."""
 import torch
 
-#: File name of a model folder's ONNX export (``python -m speechbrain_tdy.onnx``).
+#: File name of a model folder's ONNX export (``speechbrain-tdy onnx``).
 ONNX_FILE = "embedding_model.onnx"
 
 
@@ -12,7 +12,7 @@ class OnnxEmbeddingModel:
     Arguments
     ---------
     path : str or Path
-        An ONNX file written by ``python -m speechbrain_tdy.onnx``.
+        An ONNX file written by ``speechbrain-tdy onnx``.
     num_threads : int or None
         Threads of onnxruntime's operators (None: ``torch.get_num_threads()``,
         so that both backends use the same number).

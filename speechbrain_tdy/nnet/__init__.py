@@ -1,5 +1,6 @@
 """Layers: temporal dynamic convolutions, masking helpers and pooling."""
 from speechbrain_tdy.nnet.dtdy_conv import DTDYConv2d
+from speechbrain_tdy.nnet.forms import forms_of
 from speechbrain_tdy.nnet.pooling import (
     AttentiveStatisticsPooling,
     ChannelAttentivePooling,
@@ -25,6 +26,7 @@ __all__ = [
     "TemperatureScheduler",
     "TemporalAveragePooling",
     "build_pooling",
+    "forms_of",
     "set_attention_input_grad",
     "set_recompute",
     "set_temperature",

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechbrain_tdy.nnet.forms import runs_cpu_forms
 from speechbrain_tdy.nnet.geometry import check_feature_map, pair
 from speechbrain_tdy.nnet.layout import Conv2d, safe_conv_layout
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time
@@ -100,7 +101,7 @@ class TDYAttention(nn.Module):
         flattened copy of x, made again in backward rather than kept
         (:class:`_FlattenedConv1d`). The kernel's shape comes from the layer,
         not from x, so that it stays constant in an ONNX export."""
-        if _conv1d_on_flattened_copy(x):
+        if not runs_cpu_forms(x):  # accelerators: a Conv1d on a flattened copy of x
             if torch.compiler.is_compiling():
                 return self.fc1(x.flatten(1, 2))
             return _FlattenedConv1d.apply(x, self.fc1.weight, self.time_stride, self.time_padding)
@@ -108,12 +109,6 @@ class TDYAttention(nn.Module):
         x, weight = safe_conv_layout(x, weight)
         hidden = F.conv2d(x, weight, stride=(1, self.time_stride), padding=(0, self.time_padding))
         return hidden.squeeze(2)
-
-
-def _conv1d_on_flattened_copy(x):
-    """Whether the attention's first Conv1d runs on a flattened copy of x (not on
-    CPUs, where a conv2d reads x as it is; see :meth:`TDYAttention._first_conv`)."""
-    return x.device.type != "cpu"
 
 
 class _FlattenedConv1d(torch.autograd.Function):

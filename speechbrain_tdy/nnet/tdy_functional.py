@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_tdy.nnet.geometry import pair
+from speechbrain_tdy.nnet.forms import runs_cpu_forms
 from speechbrain_tdy.nnet.layout import to_conv_layout
 
 __all__ = ["tdy_conv2d"]
@@ -110,11 +111,6 @@ def _dispatch(x, weight, bias, attention, stride, padding, recompute):
         return _mix(_basis_conv(x, weight, bias, stride, padding), attention, weight.shape[0])
 
 
-def _kernel_by_kernel(tensor):
-    """Whether the mixing loops over the K kernels (CPU) or runs batched over K."""
-    return tensor.device.type == "cpu"
-
-
 def _basis_conv(x, weight, bias, stride, padding):
     """All K basis convolutions as one conv2d: (B, K * C_out, F_out, T_out),
     dense in x's layout (channels-last or, where that is unsafe, NCHW)."""
@@ -137,7 +133,7 @@ def _flat_bias(bias):
 def _mix(out, attention, n_kernels):
     """sum_k attention[:, k] * out_k for out (B, K * C, F, T), channels-last:
     (B, C, F, T), channels-last."""
-    if not _kernel_by_kernel(out):
+    if not runs_cpu_forms(out):
         return _mix_batched(out, attention, n_kernels)
     batch, channels, freq, time = out.shape
     out = out.view(batch, n_kernels, channels // n_kernels, freq, time)
@@ -166,7 +162,7 @@ def _mix_backward(per_kernel, grad_y, attention, need_attention_grad):
     from them first. g: (B, C, F, T); attention: (B, K, T)."""
     batch, n_kernels, _, _, time = per_kernel.shape
     pi = attention.view(batch, n_kernels, 1, 1, time)
-    if need_attention_grad and _kernel_by_kernel(per_kernel):
+    if need_attention_grad and runs_cpu_forms(per_kernel):
         grad_attention = torch.empty(batch, n_kernels, time, dtype=per_kernel.dtype, device=per_kernel.device)
         for k in range(n_kernels):  # d y / d pi_k = out_k, summed over (channel, freq)
             slice_k = per_kernel[:, k]

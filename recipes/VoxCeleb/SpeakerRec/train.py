@@ -30,20 +30,22 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
-from torch.nn.parallel import DistributedDataParallel
 from speechbrain.utils.distributed import if_main_process, run_on_main
+from torch.nn.parallel import DistributedDataParallel
 
-from speechbrain_tdy.atomic import atomic_path
-from speechbrain_tdy.augment import augment_waveforms
 from speechbrain_tdy.dataio.audio import crop_samples, random_crop, read_segment
+from speechbrain_tdy.dataio.augment import augment_waveforms
 from speechbrain_tdy.dataio.augmentation_files import folder_to_csv
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
+from speechbrain_tdy.embedding.files import embed_files
+from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.nnet import set_attention_input_grad
-from speechbrain_tdy.pipeline import EmbeddingPipeline
-from speechbrain_tdy.training_run import save_epoch_checkpoint
-from speechbrain_tdy.verification import embed_files, error_rates, score_trials
+from speechbrain_tdy.scoring.metrics import error_rates
+from speechbrain_tdy.scoring.scores import score_trials
+from speechbrain_tdy.storage.atomic import atomic_path
+from speechbrain_tdy.storage.run_folder import save_epoch_checkpoint
 
 logger = logging.getLogger(__name__)
 

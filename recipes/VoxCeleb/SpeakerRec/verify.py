@@ -6,7 +6,7 @@
 
 Embeds every file of the trial list (whole utterances, or the paper's 10 crops
 of 400 frames with ``--crop=True``) exactly as the pretrained interface embeds
-a file (``speechbrain_tdy.verification.embed_files``), so that the threshold
+a file (``speechbrain_tdy.embedding.files.embed_files``), so that the threshold
 calibrated here applies to ``verify_files``; scores trials by cosine similarity
 (optionally s-norm / adaptive s-norm against a cohort of training
 embeddings), and writes to ``output_folder``: ``scores.txt``, ``results.json``
@@ -32,14 +32,16 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from sklearn.metrics import DetCurveDisplay
+from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
 
-from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
-from speechbrain_tdy.training_run import INFERENCE_TEMPERATURE, load_training_run
-from speechbrain_tdy.verification import embed_files, error_rates, score_trials
-from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
+from speechbrain_tdy.embedding.files import embed_files
+from speechbrain_tdy.scoring.metrics import error_rates
+from speechbrain_tdy.scoring.scores import score_trials
+from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.run_folder import INFERENCE_TEMPERATURE, load_training_run
 
 matplotlib.use("Agg")
 logger = logging.getLogger(__name__)

@@ -48,9 +48,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechbrain_tdy.atomic import atomic_path, write_text_atomically
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
+from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,131 @@
+"""Embedding many files in batches of similar durations, with audio decoded in DataLoader workers."""
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from speechbrain_tdy.dataio.audio import AudioError, load_utterance
+from speechbrain_tdy.storage.atomic import write_text_atomically
+from speechbrain_tdy.storage.embeddings_file import NpyFolderOutput, NpzOutput
+
+
+class AudioFiles(Dataset):
+    """Decodes utterances in DataLoader workers: item i -> (i, waveform or
+    None, reason or None); a file that cannot be used does not stop the loader."""
+
+    def __init__(self, utterances, load):
+        self.utterances, self.load = utterances, load
+
+    def __len__(self):
+        return len(self.utterances)
+
+    def __getitem__(self, index):
+        path = self.utterances[index].path
+        try:
+            return index, self.load(path), None
+        except (ValueError, OSError, RuntimeError) as error:  # AudioError is a ValueError
+            return index, None, str(error) if path in str(error) else f"{path}: {error}"
+
+
+def collate(items):
+    """(indices, wavs (batch, samples) zero-padded, relative lengths (batch,),
+    failures [(index, reason)]) of a list of AudioFiles items."""
+    good = [(index, wav) for index, wav, _ in items if wav is not None]
+    failures = [(index, reason) for index, wav, reason in items if wav is None]
+    if not good:
+        return [], None, None, failures
+    longest = max(wav.shape[0] for _, wav in good)
+    wavs = torch.zeros(len(good), longest)
+    for row, (_, wav) in enumerate(good):
+        wavs[row, : wav.shape[0]] = wav
+    lens = torch.tensor([wav.shape[0] / longest for _, wav in good])
+    return [index for index, _ in good], wavs, lens, failures
+
+
+def length_batches(durations, batch_size):
+    """Batches of indices into ``durations``, longest first, each of similar durations.
+
+    >>> length_batches([1.0, 5.0, 2.0, 4.0, 3.0], 2)
+    [[1, 3], [4, 2], [0]]
+    """
+    order = sorted(range(len(durations)), key=lambda i: -durations[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@dataclass
+class Summary:
+    """What :func:`embed_utterances` did: counts, the bad files [(Utterance,
+    reason)] and their report file, and where the time went."""
+
+    report: Path
+    embedded: int = 0
+    already_done: int = 0
+    bad: list = field(default_factory=list)
+    model_seconds: float = 0.0
+    loader_wait_seconds: float = 0.0
+
+
+def embed_utterances(model, utterances, out, batch_size=16, num_workers=2, strict=False, progress=True):
+    """Embed ``utterances`` (from :func:`read_inputs`) with ``model`` (a
+    TDYSpeakerRecognition) into ``out`` (``*.npz`` or a folder), skipping
+    those already there. Returns a :class:`Summary`.
+
+    Files that cannot be used are listed in the output's ``bad_files.txt``
+    with the reason; with ``strict`` the first one raises AudioError instead.
+    """
+    fingerprint = model.fingerprint().numpy()
+    output = NpzOutput(out, fingerprint) if str(out).endswith(".npz") else NpyFolderOutput(out, fingerprint, utterances)
+    done = output.finished()
+    todo = [u for u in utterances if u.id not in done]
+    summary = Summary(output.report, already_done=len(utterances) - len(todo))
+    durations, readable = [], []
+    for utterance in todo:
+        try:
+            durations.append(sf.info(utterance.path).duration)
+            readable.append(utterance)
+        except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
+            summary.bad.append((utterance, f"{utterance.path}: cannot read the audio header ({error})"))
+    _stop_if_strict(strict, summary)
+    read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples)
+    loader = DataLoader(AudioFiles(readable, read), batch_sampler=length_batches(durations, batch_size),
+                        num_workers=num_workers, collate_fn=collate)
+    bar = tqdm(total=len(readable), unit="file", disable=not progress)
+    batches = iter(loader)
+    while True:
+        start = time.perf_counter()
+        batch = next(batches, None)
+        summary.loader_wait_seconds += time.perf_counter() - start
+        if batch is None:
+            break
+        indices, wavs, lens, failures = batch
+        summary.bad.extend((readable[i], reason) for i, reason in failures)
+        _stop_if_strict(strict, summary)
+        start = time.perf_counter()
+        if indices:
+            embeddings = model.encode_batch(wavs, lens, normalize=True)[:, 0].cpu().numpy()
+            output.write([readable[i].id for i in indices], embeddings)
+        summary.model_seconds += time.perf_counter() - start
+        summary.embedded += len(indices)
+        bar.update(len(indices) + len(failures))
+    bar.close()
+    output.close([u.id for u in utterances])
+    write_report(output.report, summary.bad)
+    return summary
+
+
+def _stop_if_strict(strict, summary):
+    if strict and summary.bad:
+        raise AudioError(summary.bad[0][1])
+
+
+def write_report(path, bad):
+    """``source<TAB>reason`` per bad file; an empty run removes the previous report."""
+    if bad:
+        write_text_atomically(path, "".join(f"{utterance.source}\t{reason}\n" for utterance, reason in bad))
+    elif path.is_file():
+        path.unlink()

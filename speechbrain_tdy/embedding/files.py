@@ -1,0 +1,92 @@
+"""Embedding audio files and scoring trials.
+
+Shared by the pretrained interface, the recipe's validation (EER on the dev
+list during training) and ``verify.py``, so that a threshold calibrated by one
+applies to the others.
+"""
+import logging
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from speechbrain_tdy.dataio.audio import MIN_DURATION, evenly_spaced_crops, load_utterance
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_DURATION * 16000),
+                crop_samples=None, num_crops=10, batch_samples=None):
+    """L2-normalised embeddings of audio files: the one way this package turns
+    a file into an embedding (the interface's ``embed_file`` and
+    ``verify_files``, ``verify.py`` and training's dev EER all call it).
+
+    Each file is read by :func:`~speechbrain_tdy.dataio.audio.load_utterance`
+    (mono, resampled, checked, wrap-padded to ``min_samples``). By default
+    each file is embedded alone, at its own length: a trial list then scores
+    exactly as the interface scores its pairs. With ``batch_samples``, files
+    of similar header durations are embedded in zero-padded batches of at
+    most that many padded samples (a longer file alone): the same embeddings
+    up to float rounding, which a TDY model's attention can amplify (it is a
+    softmax at temperature 1), so scores then differ slightly from the
+    interface's. With ``crop_samples``, each file is ``num_crops`` evenly
+    spaced crops of that many samples, embedded as one batch (the paper's
+    evaluation).
+
+    Arguments
+    ---------
+    embed : callable
+        wavs (batch, samples), relative lengths (batch,) -> embeddings (batch, dim);
+        it must ignore padding, as :class:`~speechbrain_tdy.embedding.pipeline.EmbeddingPipeline` does.
+    paths : iterable of str
+        Audio files, relative to ``root`` if given; also the keys of the result.
+
+    Returns
+    -------
+    dict
+        path -> tensor (dim,) for whole utterances, (num_crops, dim) for crops.
+    """
+    def read(path):
+        return load_utterance(Path(root or "") / path, sample_rate, min_samples)
+
+    embeddings = {}
+    if crop_samples is not None:
+        for path in paths:
+            crops = evenly_spaced_crops(read(path), crop_samples, num_crops)
+            embeddings[path] = F.normalize(embed(crops, torch.ones(num_crops)), dim=-1).cpu()
+        return embeddings
+    batches = [[path] for path in paths] if batch_samples is None else _length_batches(paths, root, batch_samples)
+    for batch in batches:
+        wavs = [read(path) for path in batch]
+        longest = max(len(wav) for wav in wavs)
+        padded = torch.stack([F.pad(wav, (0, longest - len(wav))) for wav in wavs])
+        lengths = torch.tensor([len(wav) / longest for wav in wavs])
+        embeddings.update(zip(batch, F.normalize(embed(padded, lengths), dim=-1).cpu()))
+    return embeddings
+
+
+def _length_batches(paths, root, batch_samples):
+    """``paths`` in batches of similar header durations, longest first, each of at
+    most ``batch_samples`` padded samples (or one file)."""
+    def frames(path):
+        try:
+            return sf.info(str(Path(root or "") / path)).frames
+        except (RuntimeError, OSError):
+            return 0  # load_utterance names the file and the problem when the batch is read
+
+    ordered = sorted(((frames(path), path) for path in paths), reverse=True)
+    batches, batch, longest = [], [], 0
+    for length, path in ordered:
+        if batch and (len(batch) + 1) * longest > batch_samples:
+            batches.append(batch)
+            batch = []
+        if not batch:
+            longest = length
+        batch.append(path)
+    return batches + [batch] if batch else batches
+
+
+
+

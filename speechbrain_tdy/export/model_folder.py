@@ -1,0 +1,187 @@
+"""Writing a model folder: what a HuggingFace hub repository of a model holds.
+
+    hyperparams.yaml        inference HyperPyYAML (Architecture.hparams_text)
+    embedding_model.ckpt    the embedding model's state dict
+    threshold.json          decision threshold and the scoring it is for (optional)
+    cohort_embeddings.pt    cohort for score normalisation (optional)
+    label_encoder.txt       training speakers (optional, informative)
+    README.md               model card
+
+The front end normalises each recording on its own (instance norm), so there
+are no normalisation statistics to ship. Used by ``speechbrain_tdy.export``
+(recipe outputs) and ``speechbrain_tdy.convert`` (the authors' checkpoints).
+A folder is written under a temporary name, checked by loading it through
+:class:`~speechbrain_tdy.inference.TDYSpeakerRecognition` and comparing
+embeddings with the source model, and only then renamed into place.
+"""
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from speechbrain_tdy.inference import TDYSpeakerRecognition
+from speechbrain_tdy.storage.model_files import MODEL_FOLDER_FILES, is_model_folder
+
+
+def check_output_folder(out_dir, overwrite=False, inputs=()):
+    """Refuse to write a model folder to ``out_dir`` where that could destroy
+    anything else: an existing path (unless ``overwrite`` and it is a model
+    folder), a symlink, or a folder holding one of the ``inputs``."""
+    out_dir = Path(out_dir)
+    resolved = out_dir.resolve()
+    for path in inputs:
+        path = Path(path).resolve()
+        if path == resolved or resolved in path.parents:
+            raise ValueError(f"The input {path} lies inside the output folder {out_dir}; write elsewhere")
+    if out_dir.is_symlink():
+        raise FileExistsError(f"{out_dir} is a symbolic link; give the path of a new folder")
+    if out_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder there")
+        if not is_model_folder(out_dir):
+            raise FileExistsError(f"{out_dir} exists and is not a model folder (only a folder holding nothing but "
+                                  f"{', '.join(sorted(MODEL_FOLDER_FILES))} is replaced); nothing was changed")
+
+
+def write_model_folder(out_dir, architecture, values, embedding_model, reference, model_card, calibration=None,
+                       cohort=None, label_encoder=None, overwrite=False, inputs=()):
+    """Write a model folder to ``out_dir`` and check it.
+
+    The folder is written and checked in a fresh staging folder beside
+    ``out_dir`` and renamed into place; on any error the staging folder is
+    removed and ``out_dir`` is as it was. See :func:`check_output_folder` for
+    what ``overwrite`` may replace.
+
+    Arguments
+    ---------
+    architecture : speechbrain_tdy.lobes.registry.Architecture
+        The model's architecture (writes ``hyperparams.yaml``).
+    values : dict
+        Checked model values (see ``Architecture.model_values``).
+    embedding_model : torch.nn.Module
+        The embedding model whose state dict is written.
+    reference : callable
+        wavs (batch, samples) -> embeddings (batch, dim) of the source model;
+        the written folder must reproduce them.
+    model_card : str
+        README.md text.
+    calibration : dict or None
+        Contents of threshold.json.
+    cohort : torch.Tensor or None
+        (n, dim) cohort embeddings.
+    label_encoder : path or None
+        A SpeechBrain label_encoder.txt to include.
+    overwrite : bool
+        Replace an existing model folder at ``out_dir``.
+    inputs : sequence of paths
+        Files the folder is made from; none may lie inside ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, overwrite, inputs)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        torch.save(embedding_model.state_dict(), staging / "embedding_model.ckpt")
+        if calibration is not None:
+            (staging / "threshold.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+        if cohort is not None:
+            torch.save(cohort, staging / "cohort_embeddings.pt")
+        if label_encoder is not None:
+            shutil.copyfile(label_encoder, staging / "label_encoder.txt")
+        n_parameters = sum(p.numel() for p in embedding_model.parameters())
+        text = architecture.hparams_text(values, threshold_file="threshold.json" if calibration is not None else None,
+                                         cohort_file="cohort_embeddings.pt" if cohort is not None else None,
+                                         n_parameters=n_parameters)
+        (staging / "hyperparams.yaml").write_text(text, encoding="utf-8")
+        (staging / "README.md").write_text(model_card, encoding="utf-8")
+        check_model_folder(staging, reference)
+        _replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _replace(staging, out_dir):
+    """Rename ``staging`` to ``out_dir``, removing the model folder there (checked by the caller)."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+    out_dir.rename(old / out_dir.name)
+    staging.rename(out_dir)
+    shutil.rmtree(old)
+
+
+def check_model_folder(folder, reference, atol=1e-4):
+    """Load ``folder`` through the pretrained interface and compare its
+    embeddings of random audio with ``reference``; ValueError if they differ."""
+    with warnings.catch_warnings():  # a folder without threshold.json: the caller's card says so
+        warnings.simplefilter("ignore")
+        model = TDYSpeakerRecognition.from_hparams(source=str(folder), run_opts={"device": "cpu"})
+    wavs = 0.1 * torch.randn(2, 48000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(wavs)
+    got = model.encode_batch(wavs)[:, 0]
+    error = float((got - expected).abs().max())
+    if error > atol * max(1.0, float(expected.abs().max())):
+        raise ValueError(f"{folder} does not reproduce the source model (max abs difference {error:.2e})")
+
+
+def model_card(title, architecture, values, n_parameters, training, results, calibration):
+    """README.md of a model folder, with a HuggingFace metadata header."""
+    lines = [
+        "---",
+        "library_name: speechbrain",
+        "tags: [speaker-verification, speaker-recognition, speechbrain, tdy-cnn]",
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "Speaker embeddings from a Temporal Dynamic CNN (Kim et al., ICASSP 2022), "
+        "loaded with SpeechBrain through the `speechbrain_tdy` package (install it from the speechbrain-tdy repository).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | `{architecture}` |",
+        *[f"| {key} | {value} |" for key, value in values.items()],
+        f"| parameters | {n_parameters:,} |",
+        "| front end | log mel spectrogram, 25 ms / 10 ms, instance norm per recording (no stored statistics) |",
+        "",
+        "## Training",
+        "",
+        training,
+        "",
+        "## Results",
+        "",
+        results or "Not evaluated.",
+        "",
+    ]
+    if calibration is None:
+        lines += ["No calibrated decision threshold: pass `threshold=` to `verify_files` (a threshold calibrated "
+                  "on trials of your own).", ""]
+    else:
+        caveat = (" This is the evaluation list itself (no dev list was given), so decisions on new trials will "
+                  "be less accurate than the EER above." if calibration.get("on_evaluation_list") else "")
+        lines += [
+            f"Decision threshold {calibration['threshold']:.4f} (`threshold.json`), calibrated at the EER of "
+            f"`{calibration.get('calibrated_on', 'a trial list')}` for crop={calibration.get('crop', False)}, "
+            f"score_norm={calibration.get('score_norm')}.{caveat}",
+            "",
+        ]
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from speechbrain_tdy.inference import TDYSpeakerRecognition",
+        "",
+        'model = TDYSpeakerRecognition.from_hparams(source="<this folder or org/name>")',
+        'score, same_speaker = model.verify_files("enrol.wav", "test.wav")  # any rate, mono or stereo',
+        "embeddings = model.encode_batch(wavs, wav_lens)  # (batch, 1, dim) for 16 kHz (batch, samples)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+

@@ -1,0 +1,284 @@
+"""The files of a model folder: fetched by plain name, read with checks.
+
+A model folder comes from a local path or a HuggingFace hub repository and is
+untrusted. Its files are fetched only by plain names (no folders, no ``..``,
+no absolute paths), so a file name written in ``hyperparams.yaml`` can never
+make the fetch step link or write outside ``savedir``; parameters and cohorts
+load with ``torch.load(weights_only=True)``; every number read is checked.
+"""
+import json
+import math
+import re
+from pathlib import Path
+
+import huggingface_hub
+import torch
+import torch.nn.functional as F
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
+
+from speechbrain_tdy.dataio.audio import MIN_DURATION
+from speechbrain_tdy.scoring.scores import SCORE_NORMS
+from speechbrain_tdy.storage.atomic import write_text_atomically
+
+#: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
+#: file names the source, so that another source is never served from it.
+SAVEDIR_MARKER = ".speechbrain_tdy_source"
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+MAX_THRESHOLD_FILE_BYTES = 64 * 1024
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's keys or shapes do not match the requested model."""
+
+
+def check_plain_name(name, where):
+    """``name`` if it is a plain file name (no folder, no ``..``); else ValueError."""
+    if not isinstance(name, str) or not PLAIN_NAME.match(name) or name.startswith(".."):
+        raise ValueError(f"{where}: {name!r} is not a plain file name of the model folder "
+                         "(no folders, '..' or absolute paths)")
+    return name
+
+
+class ModelSource:
+    """Fetches files of a model folder or hub repository, by plain name.
+
+    Arguments
+    ---------
+    source : str
+        Local folder or hub repository id ("org/name").
+    savedir : str or None
+        Where files are linked or copied (None: used in place). A ``savedir``
+        filled from another source is refreshed; one holding files that did not
+        come from here is refused.
+    local_strategy, fetch_config
+        As in SpeechBrain's ``fetch``.
+    """
+
+    def __init__(self, source, savedir=None, local_strategy=LocalStrategy.SYMLINK, fetch_config=None):
+        self.source = str(source)
+        self.fetch_config = fetch_config or FetchConfig()
+        self.local = Path(self.source).expanduser().is_dir()
+        if not self.local:
+            check_hub_id(self.source)
+        self.local_strategy = local_strategy
+        self.savedir = self._prepare_savedir(savedir)
+
+    @property
+    def identity(self):
+        if self.local:
+            return f"local folder {Path(self.source).expanduser().resolve()}"
+        return f"hub repository {self.source} at revision {self.fetch_config.revision or 'main'}"
+
+    def _prepare_savedir(self, savedir):
+        if savedir is None:
+            return None
+        savedir = Path(savedir).expanduser()
+        if self.local and savedir.resolve() == Path(self.source).expanduser().resolve():
+            return None  # the folder itself: use its files in place
+        if savedir.is_symlink() or (savedir.exists() and not savedir.is_dir()):
+            raise ValueError(f"savedir {savedir} is not a folder")
+        marker = savedir / SAVEDIR_MARKER
+        if savedir.is_dir() and any(savedir.iterdir()):
+            if not marker.is_file():
+                raise ValueError(f"savedir {savedir} already holds files that TDYSpeakerRecognition did not fetch "
+                                 "there; give an empty or new folder")
+            if marker.read_text(encoding="utf-8").strip() != self.identity:
+                self.fetch_config = FetchConfig(**{**vars(self.fetch_config), "overwrite": True})
+        savedir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(marker, self.identity + "\n")
+        return savedir
+
+    def get(self, filename):
+        """Local path of ``filename`` (a plain name) of the source."""
+        check_plain_name(filename, self.source)
+        try:
+            path = fetch(filename, source=self.source, savedir=self.savedir, local_strategy=self.local_strategy,
+                         fetch_config=self.fetch_config)
+        except Exception as error:  # the hub client's and fetch's errors name neither id nor mode
+            if self.local:
+                raise FileNotFoundError(f"{self.source}: cannot read {filename} ({error})") from error
+            offline = huggingface_hub.constants.HF_HUB_OFFLINE or not self.fetch_config.allow_network
+            mode = "offline (HF_HUB_OFFLINE=1 or allow_network=False): it is not in the hub cache" if offline \
+                else "online"
+            raise FileNotFoundError(
+                f"Cannot fetch {filename} of hub repository {self.source!r} ({mode}): {error}. "
+                f"If {self.source!r} is meant to be a local model folder, no such folder exists."
+            ) from error
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.source}: the model folder has no file {filename}")
+        return path
+
+
+def check_hub_id(source):
+    """Refuse a ``source`` that is neither an existing folder nor a hub id
+    (``name`` or ``org/name``), instead of letting the hub client fail on it."""
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", source) or ".." in source:
+        raise FileNotFoundError(f"{source}: no such model folder (and not a hub id of the form org/name)")
+
+
+def check_state_dict(expected, given, description):
+    """Raise CheckpointMismatchError naming missing, unexpected and mis-shaped keys."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    mis_shaped = [
+        f"{key}: model {tuple(expected[key].shape)}, checkpoint {tuple(given[key].shape)}"
+        for key in expected
+        if key in given and expected[key].shape != given[key].shape
+    ]
+    problems = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
+        if items:
+            shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
+            problems.append(f"{title}: {shown}")
+    if problems:
+        raise CheckpointMismatchError(f"Checkpoint does not match {description}; " + "; ".join(problems))
+
+
+def load_tensor_file(path, what):
+    """``torch.load(path, weights_only=True)`` with errors naming ``path``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip() or type(error).__name__
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            reason = "the file is empty"
+        raise ValueError(f"{path} is not {what} that loads with weights_only=True: {reason}") from error
+
+
+def load_parameters(obj, path):
+    """Load a module's state dict from ``path`` (weights_only); errors name the file.
+
+    Refuses mismatching keys or shapes and non-finite values.
+    """
+    if isinstance(obj, CategoricalEncoder):
+        obj.load(path)
+        return
+    if not isinstance(obj, torch.nn.Module):
+        raise TypeError(f"Cannot load {path} into a {type(obj).__name__}")
+    state = load_tensor_file(path, "a PyTorch checkpoint")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} is not a state dict of tensors")
+    check_state_dict(obj.state_dict(), state, f"the {type(obj).__name__} built by hyperparams.yaml ({path})")
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"{path}: NaN or infinite values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
+    obj.load_state_dict(state)
+
+
+def threshold_range(crop, score_norm):
+    """(low, high) of a meaningful decision threshold for a scoring."""
+    if score_norm is not None:
+        return (-math.inf, math.inf)  # normalised scores: any finite value
+    if crop:
+        return (-2.0, 0.0)  # minus a mean distance of unit vectors
+    return (0.0, 1.0)  # a calibrated cosine threshold below 0 accepts nearly every pair
+
+
+def check_calibration(calibration, where):
+    """Validate a threshold.json dict; ValueError naming ``where`` and the field."""
+    if not isinstance(calibration, dict):
+        raise ValueError(f"{where}: expected a JSON object with a 'threshold'")
+    threshold = calibration.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ValueError(f"{where}: 'threshold' must be a finite number, got {threshold!r}")
+    crop = calibration.get("crop", False)
+    if not isinstance(crop, bool):
+        raise ValueError(f"{where}: 'crop' must be true or false, got {crop!r}")
+    score_norm = calibration.get("score_norm")
+    if score_norm not in SCORE_NORMS:
+        raise ValueError(f"{where}: 'score_norm' must be one of {SCORE_NORMS}, got {score_norm!r}")
+    top_n = calibration.get("as_norm_top_n")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= 10**6):
+        raise ValueError(f"{where}: 'as_norm_top_n' must be a positive integer or null, got {top_n!r}")
+    if crop:
+        for key in ("crop_frames", "num_crops"):
+            checked_setting(calibration, key, where)
+    low, high = threshold_range(crop, score_norm)
+    if not low <= threshold <= high:
+        raise ValueError(f"{where}: threshold {threshold} is outside [{low}, {high}], the range of a calibrated "
+                         f"threshold for crop={crop}, score_norm={score_norm}")
+    return calibration
+
+
+def read_calibration(path):
+    """threshold.json as a checked dict (see :func:`check_calibration`)."""
+    path = Path(path)
+    if path.stat().st_size > MAX_THRESHOLD_FILE_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes, too large for a threshold file")
+    try:
+        calibration = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ValueError(f"{path} is not a JSON threshold file: {type(error).__name__}: {error}") from error
+    return check_calibration(calibration, path)
+
+
+def read_cohort(path, emb_dim=None):
+    """Cohort embeddings (n, dim), L2-normalised, from a tensor file (weights_only).
+
+    Refuses anything but a finite (n >= 2, dim) tensor of non-zero rows that
+    are not all the same (s-norm divides by the spread of cohort scores).
+    """
+    cohort = load_tensor_file(path, "a tensor file")
+    if not torch.is_tensor(cohort) or cohort.dim() != 2 or (emb_dim and cohort.shape[1] != emb_dim):
+        shape = tuple(cohort.shape) if torch.is_tensor(cohort) else type(cohort).__name__
+        raise ValueError(f"{path}: expected cohort embeddings of shape (n, {emb_dim or 'dim'}), got {shape}")
+    cohort = cohort.float()
+    if cohort.shape[0] < 2:
+        raise ValueError(f"{path}: a cohort needs at least 2 embeddings, got {cohort.shape[0]}")
+    if not torch.isfinite(cohort).all():
+        raise ValueError(f"{path}: the cohort holds NaN or infinite values")
+    if (cohort.norm(dim=1) == 0).any():
+        raise ValueError(f"{path}: the cohort holds all-zero embeddings")
+    cohort = F.normalize(cohort, dim=-1)
+    if torch.allclose(cohort, cohort[:1].expand_as(cohort)):
+        raise ValueError(f"{path}: every cohort embedding is the same, so cohort scores have no spread")
+    return cohort
+
+
+#: The interface's scalar settings: key -> (default, type, lowest, highest).
+SETTINGS = {
+    "chunk_frames": (3000, int, 100, 10**6), "chunk_context_frames": (384, int, 0, 10**5),
+    "min_duration": (MIN_DURATION, (int, float), 0.0, 60.0), "crop_frames": (400, int, 10, 10**5),
+    "num_crops": (10, int, 1, 100), "as_norm_top_n": (100, int, 1, 10**6), "emb_dim": (None, int, 1, 8192),
+}
+
+
+def checked_setting(values, key, where):
+    """``values[key]`` (its default if absent), ValueError naming ``where``
+    and ``key`` unless it is a number of the setting's type and range."""
+    default, kind, low, high = SETTINGS[key]
+    value = values.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        raise ValueError(f"{where}: {key} must be a number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_settings(hparams, where):
+    """The interface's scalar settings of a hyperparams dict, checked."""
+    settings = {key: checked_setting(hparams, key, where) for key in SETTINGS}
+    for key in ("threshold_file", "cohort_file"):
+        value = hparams.get(key)
+        settings[key] = None if value is None else check_plain_name(value, f"{where}: {key}")
+    return settings
+
+
+#: Every file a model folder may hold; only a folder holding nothing else is
+#: ever replaced (with ``overwrite``).
+MODEL_FOLDER_FILES = {"hyperparams.yaml", "embedding_model.ckpt", "threshold.json", "cohort_embeddings.pt",
+                      "label_encoder.txt", "README.md", "embedding_model.onnx"}
+
+
+def is_model_folder(folder):
+    """Whether ``folder`` is a model folder: a real folder with a hyperparams.yaml
+    and an embedding_model.ckpt and no other entries than model-folder files."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    entries = list(folder.iterdir())
+    names = {entry.name for entry in entries}
+    return {"hyperparams.yaml", "embedding_model.ckpt"} <= names <= MODEL_FOLDER_FILES and \
+        all(entry.is_file() and not entry.is_symlink() for entry in entries)
