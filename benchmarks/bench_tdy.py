@@ -174,7 +174,7 @@ def mib(n_bytes):
 def tdy_layer_shapes(n_mels=N_MELS, frames=FRAMES):
     """Distinct TDY layer configurations of TDY-ResNet-34 x0.5 with their counts:
     list of (dict(in, out, kernel, stride, padding, freq, time), count)."""
-    from speechbrain_tdy.lobes.resnet import tdy_resnet34_half
+    from speechbrain_tdy.lobes import tdy_resnet34_half
 
     model = tdy_resnet34_half(n_mels=n_mels).eval()
     seen, order = {}, []
@@ -300,7 +300,7 @@ def build_models(n_mels=N_MELS):
     """name -> (formulation, model factory, front end factory, n_mels)."""
     from speechbrain_tdy.lobes import LogMelInstanceNorm
     from speechbrain_tdy.nnet import set_recompute
-    from speechbrain_tdy.lobes.resnet import dtdy_resnet34_half, resnet34_half, tdy_resnet34_half, tdy_resnet34_quarter
+    from speechbrain_tdy.lobes import dtdy_resnet34_half, resnet34_half, tdy_resnet34_half, tdy_resnet34_quarter
 
     def ecapa():
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN

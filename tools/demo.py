@@ -99,11 +99,9 @@ def main(argv=None):
         dev_verification_file=corpus / "veri_dev.txt",
     )
     if args.static:
-        from speechbrain_tdy.lobes.resnet import QUARTER_CHANNELS
-
         static = output / "resnet34_quarter"
         run("train.py", "hparams/resnet34_half.yaml",
-            dict(overrides, output_folder=static, architecture="resnet34_quarter", channels=list(QUARTER_CHANNELS)))
+            dict(overrides, output_folder=static, architecture="resnet34_quarter"))
         run("verify.py", "hparams/verification.yaml",
             {"data_folder": corpus, "train_output_folder": static, "dev_verification_file": corpus / "veri_dev.txt"})
         results = json.loads((static / "verification" / "results.json").read_text())

@@ -131,8 +131,3 @@ class LogMelInstanceNorm(nn.Module):
         mean = spec.mean(dim=-1, keepdim=True)
         variance = spec.var(dim=-1, unbiased=False, keepdim=True)
         return ((spec - mean) / torch.sqrt(variance + self.norm_eps)).transpose(1, 2)
-
-
-def vggm_front_end():
-    """The TDY-VGG-M front end: 64 mels, hann window, f_max 8000."""
-    return LogMelInstanceNorm(n_mels=64, window="hann", f_max=8000)

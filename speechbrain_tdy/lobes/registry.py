@@ -23,6 +23,7 @@ from speechbrain_tdy.lobes.resnet import CONVS, HALF_CHANNELS, QUARTER_CHANNELS,
 from speechbrain_tdy.lobes.vggm import CONVS as VGGM_CONVS
 from speechbrain_tdy.lobes.vggm import VGGM
 from speechbrain_tdy.nnet.pooling import POOLINGS
+from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
 
 #: Largest model (parameters and buffers) a model folder may ask to build.
 MAX_MODEL_ELEMENTS = 200_000_000
@@ -38,20 +39,33 @@ class Architecture:
         Our name (recipe ``architecture:`` key, ``hparams/<name>.yaml``).
     official_name : str
         The authors' model name (their trainer's ``--model``).
-    title : str
-        Human-readable name, with the parameter count at 64 mels and AVG pooling.
+    name_text : str
+        Human-readable name.
+    n_parameters : int
+        Trainable parameters of the embedding model at the defaults (64 mels,
+        512-d embeddings, AVG pooling); the authors' counts.
     conv : str
         "static", "tdy" or "dtdy".
     channels, layers : tuple of 4 ints or None
         Stage widths and blocks per stage of a ResNet (None: VGG-M).
+    paper : str or None
+        The paper's result for this model, as the model card quotes it.
     """
 
     name: str
     official_name: str
-    title: str
+    name_text: str
+    n_parameters: int
     conv: str
     channels: tuple = None
     layers: tuple = (3, 4, 6, 3)
+    paper: str = None
+
+    @property
+    def title(self):
+        """Name, parameter count and the paper's result, e.g. for a model card."""
+        size = f"{self.n_parameters / 1e6:.1f}M parameters at 64 mels"
+        return f"{self.name_text}, {size}" + (f" (paper: {self.paper})" if self.paper else "")
 
     @property
     def is_vggm(self):
@@ -83,18 +97,31 @@ class Architecture:
             values[key] = [_bounded_int(key, item, 1, high) for item in given]
         return values
 
-    def build(self, values, temperature=1.0):
+    def model_arguments(self, values):
+        """Keyword arguments of :class:`ResNet` / :class:`VGGM` for checked ``values``."""
+        arguments = {"n_mels": values["n_mels"], "pooling": values["pooling"], "lin_neurons": values["emb_dim"]}
+        if not self.is_vggm:
+            arguments.update(channels=values["channels"], layers=values["layers"])
+        return arguments
+
+    def front_end(self, n_mels=64):
+        """The front end this architecture is trained with (VGG-M: the authors' hann window, up to 8 kHz)."""
+        if self.is_vggm:
+            return LogMelInstanceNorm(n_mels=n_mels, window="hann", f_max=8000)
+        return LogMelInstanceNorm(n_mels=n_mels)
+
+    def embedding_model(self, **kwargs):
+        """The embedding model: :class:`ResNet` (this entry's conv, channels and
+        layers unless given) or :class:`VGGM` (this entry's conv), with ``kwargs``."""
+        if self.is_vggm:
+            return VGGM(conv=self.conv, **kwargs)
+        return ResNet(**{"channels": self.channels, "layers": self.layers, "conv": self.conv, **kwargs})
+
+    def build(self, values, temperature=INFERENCE_TEMPERATURE):
         """(front end, embedding model) for checked ``values`` (see :meth:`model_values`),
         the TDY layers at ``temperature`` (1: inference)."""
-        if self.is_vggm:
-            front_end = LogMelInstanceNorm(n_mels=64, window="hann", f_max=8000)
-            model = VGGM(conv=self.conv, pooling=values["pooling"], lin_neurons=values["emb_dim"],
-                         temperature=temperature)
-            return front_end, model
-        model = ResNet(n_mels=values["n_mels"], channels=values["channels"], layers=values["layers"],
-                         conv=self.conv, pooling=values["pooling"], lin_neurons=values["emb_dim"],
-                         temperature=temperature)
-        return LogMelInstanceNorm(n_mels=values["n_mels"]), model
+        model = self.embedding_model(**self.model_arguments(values), temperature=temperature)
+        return self.front_end(values["n_mels"]), model
 
     def hparams_text(self, values=None, threshold_file=None, cohort_file=None, n_parameters=None):
         """The inference ``hyperparams.yaml`` of a model folder of this architecture.
@@ -148,7 +175,7 @@ class Architecture:
         lines += [
             "    pooling: !ref <pooling>",
             "    lin_neurons: !ref <emb_dim>",
-            "    temperature: 1.0",
+            f"    temperature: {INFERENCE_TEMPERATURE}",
             "",
             "# Scoring (see TDYSpeakerRecognition): decision threshold calibrated on a",
             "# trial list and cohort for score normalisation, files of the model folder",
@@ -189,25 +216,23 @@ def _bounded_int(name, value, low, high):
 ARCHITECTURES = {
     arch.name: arch
     for arch in (
-        Architecture("tdy_resnet34_half", "TDy_ResNet34_half",
-                     "TDY-ResNet-34 (x0.5), 51.9M parameters at 64 mels (paper: 1.48% EER on VoxCeleb1-O)",
-                     "tdy", HALF_CHANNELS),
-        Architecture("tdy_resnet34_quarter", "TDy_ResNet34_quarter",
-                     "TDY-ResNet-34 (x0.25), 13.3M parameters at 64 mels (paper: 1.58% EER on VoxCeleb1-O)",
-                     "tdy", QUARTER_CHANNELS),
+        Architecture("tdy_resnet34_half", "TDy_ResNet34_half", "TDY-ResNet-34 (x0.5)", 51_923_506, "tdy",
+                     HALF_CHANNELS, paper="1.48% EER on VoxCeleb1-O"),
+        Architecture("tdy_resnet34_quarter", "TDy_ResNet34_quarter", "TDY-ResNet-34 (x0.25)", 13_271_682, "tdy",
+                     QUARTER_CHANNELS, paper="1.58% EER on VoxCeleb1-O"),
         Architecture("resnet34_half", "ResNet34_half", "ResNet-34 (x0.5), static baseline of TDY-ResNet-34 (x0.5)",
-                     "static", HALF_CHANNELS),
+                     6_373_728, "static", HALF_CHANNELS),
         Architecture("resnet34_quarter", "ResNet34_quarter",
-                     "ResNet-34 (x0.25), static baseline of TDY-ResNet-34 (x0.25)", "static", QUARTER_CHANNELS),
-        Architecture("dtdy_resnet34_half", "DTDY_ResNet34_half",
-                     "DTDY-ResNet-34 (x0.5), 12.0M parameters at 64 mels (paper, with ASP: 0.96% EER)",
-                     "dtdy", HALF_CHANNELS),
+                     "ResNet-34 (x0.25), static baseline of TDY-ResNet-34 (x0.25)", 1_858_480, "static",
+                     QUARTER_CHANNELS),
+        Architecture("dtdy_resnet34_half", "DTDY_ResNet34_half", "DTDY-ResNet-34 (x0.5)", 11_991_232, "dtdy",
+                     HALF_CHANNELS, paper="0.96% EER on VoxCeleb1-O, with ASP pooling"),
         # The authors' quarter-width DTDY model has 2 blocks per stage.
         Architecture("dtdy_resnet34_quarter", "DTDY_ResNet34_quarter",
-                     "DTDY-ResNet (x0.25), 2 blocks per stage as in the authors' code", "dtdy", QUARTER_CHANNELS,
-                     (2, 2, 2, 2)),
-        Architecture("tdy_vggm", "TDy_VGGVox", "TDY-VGG-M, 71.2M parameters (paper: 3.04% EER on VoxCeleb1-O)", "tdy"),
-        Architecture("vggm", "VGGVox", "VGG-M (VGGVox), static baseline of TDY-VGG-M", "static"),
+                     "DTDY-ResNet (x0.25), 2 blocks per stage as in the authors' code", 2_011_984, "dtdy",
+                     QUARTER_CHANNELS, (2, 2, 2, 2)),
+        Architecture("tdy_vggm", "TDy_VGGVox", "TDY-VGG-M", 71_165_470, "tdy", paper="3.04% EER on VoxCeleb1-O"),
+        Architecture("vggm", "VGGVox", "VGG-M (VGGVox), static baseline of TDY-VGG-M", 4_162_496, "static"),
     )
 }
 
@@ -219,6 +244,44 @@ def get_architecture(name):
             return arch
     known = ", ".join(f"{a.name} ({a.official_name})" for a in ARCHITECTURES.values())
     raise ValueError(f"Unknown architecture {name!r}; known: {known}")
+
+
+def build_front_end(architecture, n_mels=64):
+    """The front end of ``architecture`` (a recipe's ``compute_features``)."""
+    return get_architecture(architecture).front_end(n_mels)
+
+
+def build_embedding_model(architecture, n_mels=64, emb_dim=512, pooling="AVG", channels=None, layers=None, **options):
+    """The embedding model of ``architecture`` (a recipe's ``embedding_model``):
+    the registry fixes its convolution type and, unless ``channels`` / ``layers``
+    are given (e.g. a smaller model for tests), its widths and depth.
+    ``options`` are the model's other keyword arguments (``zero_init_residual``,
+    ``temperature``, ``n_kernels``), which do not change what the registry fixes."""
+    arch = get_architecture(architecture)
+    values = arch.model_values(n_mels=n_mels, emb_dim=emb_dim, pooling=pooling, channels=channels, layers=layers)
+    return arch.embedding_model(**arch.model_arguments(values), **options)
+
+
+def _factory(name):
+    """``name(**kwargs)``: the embedding model of the registry's entry ``name``."""
+    arch = ARCHITECTURES[name]
+
+    def factory(**kwargs):
+        return arch.embedding_model(**kwargs)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"{arch.title}. Keyword arguments: those of the model class, over the entry's."
+    return factory
+
+
+tdy_resnet34_half = _factory("tdy_resnet34_half")
+tdy_resnet34_quarter = _factory("tdy_resnet34_quarter")
+resnet34_half = _factory("resnet34_half")
+resnet34_quarter = _factory("resnet34_quarter")
+dtdy_resnet34_half = _factory("dtdy_resnet34_half")
+dtdy_resnet34_quarter = _factory("dtdy_resnet34_quarter")
+tdy_vggm = _factory("tdy_vggm")
+vggm = _factory("vggm")
 
 
 # What an untrusted hyperparams.yaml may pass to each object it builds: argument

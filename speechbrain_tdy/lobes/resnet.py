@@ -14,7 +14,7 @@ from speechbrain_tdy.nnet.geometry import conv_output_size
 from speechbrain_tdy.nnet.layout import Conv2d
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, relative_to_absolute
 from speechbrain_tdy.nnet.pooling import build_pooling
-from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
+from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE, StaticConv2d, TDYConv2d
 
 QUARTER_CHANNELS = (16, 32, 64, 128)
 HALF_CHANNELS = (32, 64, 128, 256)
@@ -59,7 +59,8 @@ class BasicBlock(nn.Module):
         "static", "tdy" or "dtdy".
     """
 
-    def __init__(self, in_channels, out_channels, *, freq_size, stride=1, conv="tdy", n_kernels=6, temperature=1.0):
+    def __init__(self, in_channels, out_channels, *, freq_size, stride=1, conv="tdy", n_kernels=6,
+                 temperature=INFERENCE_TEMPERATURE):
         super().__init__()
         conv_args = dict(conv=conv, n_kernels=n_kernels, temperature=temperature)
         out_freq = conv_output_size(freq_size, 3, stride, 1)
@@ -136,7 +137,7 @@ class ResNet(nn.Module):
         lin_neurons=512,
         layers=(3, 4, 6, 3),
         n_kernels=6,
-        temperature=1.0,
+        temperature=INFERENCE_TEMPERATURE,
         zero_init_residual=False,
     ):
         super().__init__()
@@ -189,35 +190,3 @@ class ResNet(nn.Module):
         Returns embeddings (batch, 1, lin_neurons)."""
         frames, lengths = self.frame_embeddings(x, lengths)
         return self.fc(self.pooling(frames, lengths)).unsqueeze(1)
-
-
-def tdy_resnet34_half(**kwargs):
-    """TDY-ResNet-34 (x0.5): 51.9M parameters at 64 mels with AVG pooling."""
-    return ResNet(channels=HALF_CHANNELS, conv="tdy", **kwargs)
-
-
-def tdy_resnet34_quarter(**kwargs):
-    """TDY-ResNet-34 (x0.25): 13.3M parameters at 64 mels with AVG pooling."""
-    return ResNet(channels=QUARTER_CHANNELS, conv="tdy", **kwargs)
-
-
-def dtdy_resnet34_half(**kwargs):
-    """DTDY-ResNet-34 (x0.5): 12.0M parameters at 64 mels with AVG pooling."""
-    return ResNet(channels=HALF_CHANNELS, conv="dtdy", **kwargs)
-
-
-def dtdy_resnet34_quarter(**kwargs):
-    """DTDY-ResNet (x0.25) as the authors define it: despite the name, their
-    quarter-width DTDY model has [2, 2, 2, 2] blocks per stage."""
-    kwargs.setdefault("layers", (2, 2, 2, 2))
-    return ResNet(channels=QUARTER_CHANNELS, conv="dtdy", **kwargs)
-
-
-def resnet34_half(**kwargs):
-    """Static ResNet-34 (x0.5), the baseline of TDY-ResNet-34 (x0.5)."""
-    return ResNet(channels=HALF_CHANNELS, conv="static", **kwargs)
-
-
-def resnet34_quarter(**kwargs):
-    """Static ResNet-34 (x0.25), the baseline of TDY-ResNet-34 (x0.25)."""
-    return ResNet(channels=QUARTER_CHANNELS, conv="static", **kwargs)

@@ -10,7 +10,7 @@ from speechbrain_tdy.lobes.checks import check_features
 from speechbrain_tdy.nnet.geometry import conv_output_size, pair
 from speechbrain_tdy.nnet.masking import conv_output_lengths, mask_time, relative_to_absolute
 from speechbrain_tdy.nnet.pooling import build_pooling
-from speechbrain_tdy.nnet.tdy_conv import StaticConv2d, TDYConv2d
+from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE, StaticConv2d, TDYConv2d
 
 # (out_channels, kernel (freq, time), stride, padding, max pool (kernel, stride) or None)
 VGGM_LAYERS = (
@@ -98,7 +98,8 @@ class VGGM(nn.Module):
     torch.Size([2, 1, 256])
     """
 
-    def __init__(self, conv="tdy", pooling="AVG", lin_neurons=512, n_mels=64, n_kernels=6, temperature=1.0):
+    def __init__(self, conv="tdy", pooling="AVG", lin_neurons=512, n_mels=64, n_kernels=6,
+                 temperature=INFERENCE_TEMPERATURE):
         super().__init__()
         if conv not in CONVS:
             raise ValueError(f"Unknown conv {conv!r}; VGGM has 'static' or 'tdy' layers")
@@ -149,13 +150,3 @@ class VGGM(nn.Module):
         Returns embeddings (batch, 1, lin_neurons)."""
         frames, lengths = self.frame_embeddings(x, lengths)
         return self.fc(self.pooling(frames, lengths)).unsqueeze(1)
-
-
-def tdy_vggm(**kwargs):
-    """TDY-VGG-M: 71.2M parameters with AVG pooling."""
-    return VGGM(conv="tdy", **kwargs)
-
-
-def vggm(**kwargs):
-    """Static VGG-M, the baseline of TDY-VGG-M."""
-    return VGGM(conv="static", **kwargs)

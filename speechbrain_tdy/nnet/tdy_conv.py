@@ -25,6 +25,10 @@ from speechbrain_tdy.nnet.tdy_functional import tdy_conv2d
 #: its first two stages and its 1x1 shortcuts.
 SELECTIVE_RECOMPUTE_MAX_MACS = 576
 
+#: The temperature of a trained model's TDY layers (plain softmax attention):
+#: what inference runs at and where training's annealing ends.
+INFERENCE_TEMPERATURE = 1.0
+
 
 class StaticConv2d(Conv2d):
     """A plain convolution (:class:`speechbrain_tdy.nnet.layout.Conv2d`) that
@@ -196,7 +200,7 @@ class TDYConv2d(nn.Module):
         padding=0,
         bias=False,
         n_kernels=6,
-        temperature=1.0,
+        temperature=INFERENCE_TEMPERATURE,
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -21,12 +21,12 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.lobes.registry import Architecture, get_architecture
+from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
 from speechbrain_tdy.storage.model_files import load_parameters
 from speechbrain_tdy.storage.safe_hparams import plain_values
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_TEMPERATURE = 1.0
 
 
 @dataclass

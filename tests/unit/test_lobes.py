@@ -7,7 +7,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.export.authors_checkpoint import build_official_model, official_to_package_key
-from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, vggm_front_end
+from speechbrain_tdy.lobes import VGGM, LogMelInstanceNorm, ResNet, get_architecture
 
 PAPER_TABLE = [  # (model, encoder_type, trainable parameters) at 64 mels, counted with the authors' code
     ("TDy_ResNet34_quarter", "AVG", 13_271_682),
@@ -91,7 +91,7 @@ def test_front_end_matches_melspectrogram_log_instancenorm():
 
 def test_front_end_items_are_computed_on_their_own_samples():
     wavs = torch.rand(2, 16000) * 2 - 1
-    front_end = vggm_front_end()
+    front_end = get_architecture("tdy_vggm").front_end()
     batched = front_end(wavs, torch.tensor([1.0, 0.55]))
     alone = front_end(wavs[1:, :8800])
     torch.testing.assert_close(batched[1, : alone.shape[1]], alone[0])

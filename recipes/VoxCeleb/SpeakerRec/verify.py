@@ -38,10 +38,11 @@ from speechbrain_tdy.dataio.audio import crop_samples
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.embedding.files import embed_files
+from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
 from speechbrain_tdy.scoring.metrics import error_rates
 from speechbrain_tdy.scoring.scores import score_trials
 from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
-from speechbrain_tdy.storage.run_folder import INFERENCE_TEMPERATURE, load_training_run
+from speechbrain_tdy.storage.run_folder import load_training_run
 
 matplotlib.use("Agg")
 logger = logging.getLogger(__name__)
