@@ -97,6 +97,12 @@ class Architecture:
             values[key] = [_bounded_int(key, item, 1, high) for item in given]
         return values
 
+    def values_in(self, hparams):
+        """:meth:`model_values` of the keys a hyperparams mapping sets (a run
+        folder's or a model folder's); ValueError for a bad one."""
+        keys = ("n_mels", "emb_dim", "pooling") + (() if self.is_vggm else ("channels", "layers"))
+        return self.model_values(**{key: hparams[key] for key in keys if key in hparams})
+
     def model_arguments(self, values):
         """Keyword arguments of :class:`ResNet` / :class:`VGGM` for checked ``values``."""
         arguments = {"n_mels": values["n_mels"], "pooling": values["pooling"], "lin_neurons": values["emb_dim"]}

@@ -170,6 +170,11 @@ class ResNet(nn.Module):
             elif zero_init_residual and isinstance(module, BasicBlock):
                 nn.init.zeros_(module.bn2.weight)
 
+    def stages(self):
+        """The convolutional stages in order: the stem (first conv and its batch
+        norm), then the 4 residual stages (what ``train.py --freeze=N`` freezes)."""
+        return [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4]
+
     def frame_embeddings(self, x, lengths=None):
         """Frame-level output of the last stage, before pooling.
 

@@ -131,6 +131,10 @@ class VGGM(nn.Module):
         self.pooling = build_pooling(pooling, in_channels)
         self.fc = nn.Linear(self.pooling.out_channels, lin_neurons)
 
+    def stages(self):
+        """The 5 convolutional layers in order (what ``train.py --freeze=N`` freezes)."""
+        return [getattr(self, f"layer{index}") for index in range(1, len(VGGM_LAYERS) + 1)]
+
     def frame_embeddings(self, x, lengths=None):
         """x: (batch, time, n_mels) -> (batch, 512, time_out) and absolute lengths (or None)."""
         check_features(x, self.n_mels, type(self).__name__)

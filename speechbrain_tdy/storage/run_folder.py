@@ -69,6 +69,12 @@ class TrainingRun:
         return {"name": self.checkpoint.path.name, "epoch": self.epoch, **meta}
 
 
+def is_training_run(folder):
+    """Whether ``folder`` is a local train.py output folder (not a model folder)."""
+    folder = Path(folder)
+    return (folder / "hyperparams.yaml").is_file() and (folder / "save").is_dir()
+
+
 def load_training_run(output_folder, allow_untrained=False):
     """The train.py run in ``output_folder`` with its model at its best checkpoint.
 
@@ -84,9 +90,8 @@ def load_training_run(output_folder, allow_untrained=False):
     if "architecture" not in hparams:
         raise ValueError(f"{hparams_file} names no architecture")
     arch = get_architecture(hparams["architecture"])
-    keys = ("n_mels", "emb_dim", "pooling") + (() if arch.is_vggm else ("channels", "layers"))
     try:
-        values = arch.model_values(**{key: hparams[key] for key in keys if key in hparams})
+        values = arch.values_in(hparams)
     except ValueError as error:
         raise ValueError(f"{hparams_file}: {error}") from error
     compute_features, embedding_model = arch.build(values, temperature=INFERENCE_TEMPERATURE)

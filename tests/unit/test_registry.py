@@ -47,7 +47,7 @@ def test_a_recipe_names_its_architecture_once_and_restates_nothing(path):
 
 @pytest.mark.parametrize("path", RECIPE_HPARAMS, ids=lambda p: p.stem)
 def test_a_recipe_trains_the_registrys_model(path):
-    hparams = load_hyperpyyaml(path.read_text(), {"data_folder": "unused"})
+    hparams = load_hyperpyyaml(path.read_text(), {"data_folder": "unused", "init_from": None})
     arch = ARCHITECTURES[hparams["architecture"]]
     values = arch.model_values(pooling=hparams["pooling"])
     _, expected = arch.build(values)

@@ -5,6 +5,7 @@
     torchrun --nproc_per_node=4 train.py hparams/tdy.yaml --data_folder=...
     python train.py hparams/tdy.yaml --data_folder=... --precision=bf16
     python train.py hparams/tdy.yaml --data_folder=... --grad_accumulation_factor=4
+    python train.py hparams/tdy.yaml --data_folder=... --init_from=MODEL_FOLDER_OR_HUB_ID [--freeze=2]
 
 The model maps random crops of each training utterance to embeddings, trained
 with the paper's softmax + angular prototypical loss on speaker-balanced
@@ -18,7 +19,11 @@ gives each epoch's training samples per second (of this process, from its
 second batch on). Waveform augmentation runs in float32 on the training
 device whatever ``--precision`` is; with ``grad_accumulation_factor`` N > 1
 each batch goes through the model in N micro-batches while the loss still
-sees the whole batch (see ``SpeakerBrain.fit_batch``).
+sees the whole batch (see ``SpeakerBrain.fit_batch``). With ``init_from`` the
+embedding model starts from a model folder's parameters (fine-tuning, see
+``speechbrain_tdy.inference.fine_tuning``): its TDY layers stay at the
+inference temperature unless ``reanneal``, and ``freeze`` keeps its first
+stages as they are.
 """
 import logging
 import random
@@ -41,6 +46,8 @@ from speechbrain_tdy.dataio.sampler import SpeakerBalancedBatchSampler
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
+from speechbrain_tdy.inference.fine_tuning import freeze_stages, load_initial_parameters
+from speechbrain_tdy.lobes.registry import get_architecture
 from speechbrain_tdy.nnet import set_attention_input_grad
 from speechbrain_tdy.scoring.metrics import error_rates
 from speechbrain_tdy.scoring.scores import score_trials
@@ -167,7 +174,10 @@ class SpeakerBrain(sb.core.Brain):
 
     def on_fit_batch_start(self, batch, should_step):
         """Set the TDY temperature and the learning rate of this step: ``self.step``
-        counts this epoch's batches from 1 (and is restored with an intra-epoch checkpoint)."""
+        counts this epoch's batches from 1 (and is restored with an intra-epoch checkpoint).
+        Frozen stages (``freeze``) stay in eval mode, so that their batch norms keep their statistics."""
+        for stage in self.frozen_stages:
+            stage.eval()
         epoch, step = self.epoch_meta["epoch"], self.step - 1
         self.hparams.temperature_scheduler(self.modules.embedding_model, epoch, step, self.steps_per_epoch)
         lr = learning_rate(epoch, self.hparams.lr, self.hparams.lr_decay, self.hparams.lr_decay_every,
@@ -324,6 +334,20 @@ def prepare_augmentation(hparams):
             folder_to_csv(hparams[folder_key], hparams[csv_key])
 
 
+def start_from_model(hparams):
+    """``init_from``: the embedding model starts from a model folder's
+    parameters, at the inference temperature unless ``reanneal`` (a trained
+    model's attention is not made uniform again). Returns the frozen stages."""
+    if hparams["init_from"]:
+        architecture = get_architecture(hparams["architecture"])
+        load_initial_parameters(hparams["embedding_model"], architecture.name, architecture.values_in(hparams),
+                                hparams["init_from"])
+        if not hparams["reanneal"]:
+            scheduler = hparams["temperature_scheduler"]
+            scheduler.initial = scheduler.current = scheduler.final
+    return freeze_stages(hparams["embedding_model"], hparams["freeze"])
+
+
 def setup(argv):
     """Everything ``main`` does before training: parse ``argv`` (train.py's
     command line), prepare the data, build the Brain. Returns the Brain and
@@ -338,6 +362,7 @@ def setup(argv):
         overrides=overrides,
     )
 
+    frozen_stages = start_from_model(hparams)  # before data preparation: a wrong folder is refused at once
     from voxceleb_prepare import prepare_voxceleb  # noqa: E402, the recipe folder is on sys.path
 
     run_on_main(prepare_voxceleb, kwargs=hparams["prepare_kwargs"])
@@ -370,6 +395,7 @@ def setup(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    brain.frozen_stages = frozen_stages
     # Page-locked batches, so that compute_forward's copy to the GPU does not block.
     train_loader_kwargs["pin_memory"] = brain.device_type == "cuda"
     brain.dev_trials = read_trials(hparams["dev_verification_file"]) if hparams.get("dev_verification_file") else None
