@@ -20,98 +20,19 @@ Needs the optional dependencies ``pip install 'speechbrain-tdy[onnx]'``
 (onnx, onnxruntime). The written file is checked with onnxruntime against
 PyTorch before it is put in place.
 """
-import os
 import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from speechbrain_tdy.inference.onnx_backend import OnnxEmbeddingModel
+from speechbrain_tdy.storage.atomic import atomic_path
 
 #: ONNX opset of the export (STFT needs 17).
 OPSET = 17
 #: Largest accepted difference between onnxruntime and PyTorch embeddings,
 #: relative to the largest embedding value (at least 1).
 TOLERANCE = 1e-4
-
-
-def padded_log_mel(front_end, wavs, wav_lens):
-    """The features of :class:`~speechbrain_tdy.lobes.LogMelInstanceNorm` for a
-    padded batch, computed for all items at once by operations that export to ONNX.
-
-    Each item is reflect-padded at its own end (as ``torch.stft(center=True)``
-    does for it alone) by gathering samples, so padding never reaches its frames;
-    the instance norm uses the item's valid frames only.
-
-    Arguments
-    ---------
-    front_end : LogMelInstanceNorm
-        Supplies the STFT settings, mel filterbank, log offset and norm epsilon.
-    wavs : torch.Tensor
-        (batch, samples) waveforms.
-    wav_lens : torch.Tensor
-        (batch,) lengths relative to ``samples``.
-
-    Returns
-    -------
-    feats : torch.Tensor
-        (batch, frames, n_mels), zero beyond each item's frames.
-    frame_lens : torch.Tensor
-        (batch,) relative feature lengths.
-
-    Example
-    -------
-    >>> from speechbrain_tdy.lobes import LogMelInstanceNorm
-    >>> front_end = LogMelInstanceNorm(n_mels=24)
-    >>> wavs, lens = torch.randn(2, 16000), torch.tensor([1.0, 0.5])
-    >>> feats, frame_lens = padded_log_mel(front_end, wavs, lens)
-    >>> feats.shape, torch.allclose(feats, front_end(wavs, lens), atol=1e-4)
-    (torch.Size([2, 101, 24]), True)
-    """
-    stft = front_end.mel.spectrogram
-    half = stft.n_fft // 2
-    num_samples = wavs.shape[1]
-    samples = torch.round(wav_lens.float() * num_samples).long().clamp(1, num_samples)
-    last = (samples - 1).unsqueeze(1)
-    # Index of every sample of the reflect-padded item: -j for j < 0, 2 last - j beyond its end.
-    index = (torch.arange(num_samples + 2 * half, device=wavs.device) - half).abs().unsqueeze(0)
-    index = torch.where(index > last, 2 * last - index, index)
-    padded = torch.gather(wavs.float(), 1, torch.minimum(index.clamp(min=0), last))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*return_complex=False.*")
-        spectrum = torch.stft(padded, stft.n_fft, stft.hop_length, stft.win_length, stft.window,
-                              center=False, return_complex=False)  # ONNX has no complex tensors
-    log_mel = torch.log(front_end.mel.mel_scale(spectrum.pow(2).sum(-1)) + front_end.log_offset)
-    frames = front_end.num_frames(samples)
-    valid = (torch.arange(log_mel.shape[-1], device=wavs.device).unsqueeze(0) < frames.unsqueeze(1))
-    valid = valid.to(log_mel.dtype).unsqueeze(1)
-    count = frames.to(log_mel.dtype).view(-1, 1, 1)
-    mean = (log_mel * valid).sum(-1, keepdim=True) / count
-    variance = (((log_mel - mean) * valid) ** 2).sum(-1, keepdim=True) / count
-    feats = (log_mel - mean) / torch.sqrt(variance + front_end.norm_eps) * valid
-    return feats.transpose(1, 2), frames.float() / log_mel.shape[-1]
-
-
-class ExportableEmbedder(nn.Module):
-    """Front end and embedding model as one module that traces to ONNX:
-    wavs (batch, samples), wav_lens (batch,) -> embeddings (batch, dim).
-
-    Arguments
-    ---------
-    compute_features : LogMelInstanceNorm
-    embedding_model : ResNet or VGGM
-    """
-
-    def __init__(self, compute_features, embedding_model):
-        super().__init__()
-        self.compute_features = compute_features
-        self.embedding_model = embedding_model
-
-    def forward(self, wavs, wav_lens):
-        """wavs: (batch, samples); wav_lens: (batch,). Returns (batch, dim)."""
-        feats, frame_lens = padded_log_mel(self.compute_features, wavs, wav_lens)
-        return self.embedding_model(feats, frame_lens).squeeze(1)
 
 
 def export_onnx(model, out_path):
@@ -123,14 +44,13 @@ def export_onnx(model, out_path):
     ``TOLERANCE``; nothing is left at ``out_path`` then.
     """
     out_path = Path(out_path)
-    embedder = ExportableEmbedder(model.mods.compute_features, model.mods.embedding_model).eval()
+    embedder = model.pipeline.eval()  # forward: the front end and the model, without chunking
     # A padded item in the example makes the trace keep the length masks
     # (models skip masking when every item is full length).
     generator = torch.Generator().manual_seed(0)
     wavs = 0.1 * torch.randn(2, 48000, generator=generator)
     wav_lens = torch.tensor([1.0, 0.75])
-    partial = out_path.with_name(out_path.name + ".partial")
-    try:
+    with atomic_path(out_path) as partial:  # a fresh name beside out_path, removed unless the check passes
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python conditions on lengths
             torch.onnx.export(
@@ -140,9 +60,6 @@ def export_onnx(model, out_path):
                               "embeddings": {0: "batch"}},
             )
         check_export(model, OnnxEmbeddingModel(partial), out_path)
-        os.replace(partial, out_path)
-    finally:
-        partial.unlink(missing_ok=True)
     return out_path
 
 

@@ -4,6 +4,8 @@ MelSpectrogram (512-point FFT, 25 ms window, 10 ms hop) -> + 1e-6 -> natural log
 -> instance norm (each mel bin to zero mean, unit variance over the valid
 frames, no affine), computed in float32 without gradients.
 """
+import warnings
+
 import torch
 import torchaudio
 from torch import nn
@@ -16,7 +18,8 @@ class LogMelInstanceNorm(nn.Module):
 
     Usable as ``compute_features`` in SpeechBrain recipes. Items shorter than
     the batch are computed on their own samples only, so padding never changes
-    an item's features; frames beyond an item's length are zero.
+    an item's features; frames beyond an item's length are zero. The one front
+    end of training, inference and the ONNX export.
 
     Arguments
     ---------
@@ -77,24 +80,49 @@ class LogMelInstanceNorm(nn.Module):
         return self.num_frames(samples).float() / self.num_frames(num_samples)
 
     def forward(self, wavs, lengths=None):
-        """wavs: (batch, samples) in [-1, 1]; lengths: (batch,) relative lengths.
-        Returns (batch, frames, n_mels)."""
+        """wavs: (batch, samples) in [-1, 1]; lengths: (batch,) relative lengths
+        (None: every item fills the batch). Returns (batch, frames, n_mels).
+
+        With ``lengths``, the whole batch is computed at once, each item as if
+        alone: reflect-padded at its own end (as the centred STFT pads a
+        recording), normalised over its own frames, zero beyond them. No loop
+        over items, so it traces to ONNX and compiles as one graph."""
         if wavs.dim() != 2:
             raise ValueError(f"Expected waveforms of shape (batch, samples), got {tuple(wavs.shape)}")
         with torch.no_grad(), torch.autocast(wavs.device.type, enabled=False):
             wavs = wavs.float()
-            num_samples = wavs.shape[1]
-            samples = None
-            if lengths is not None:
-                samples = torch.round(lengths.float() * num_samples).long().clamp(1, num_samples)
-            if samples is None or bool((samples == num_samples).all()):
+            if lengths is None or bool((lengths >= 1).all()):  # no padding: the whole batch as it is
                 return self._normalise(self._log_mel(wavs))
-            frames = self.num_frames(num_samples)
-            feats = wavs.new_zeros(wavs.shape[0], frames, self.n_mels)
-            for i, length in enumerate(samples.tolist()):
-                item = self._normalise(self._log_mel(wavs[i : i + 1, :length]))
-                feats[i, : item.shape[1]] = item[0]
-            return feats
+            return self._padded_features(wavs, lengths)
+
+    def _padded_features(self, wavs, lengths):
+        """:meth:`forward` of a padded batch (batch, samples) with relative ``lengths`` (batch,)."""
+        stft = self.mel.spectrogram
+        half = stft.n_fft // 2
+        num_samples = wavs.shape[1]
+        samples = torch.round(lengths.float() * num_samples).long().clamp(1, num_samples)
+        last = (samples - 1).unsqueeze(1)
+        # Reflect padding of each item, as the centred STFT pads it alone: before
+        # the start, sample j (1 <= j <= half) at -j; after its end (position
+        # last + j), sample last - j; clamped into the item for tiny items.
+        offsets = torch.arange(1, half + 1, device=wavs.device).unsqueeze(0)
+        before = torch.gather(wavs, 1, torch.minimum(offsets, last).flip(1))
+        after = torch.gather(wavs, 1, (last - offsets).clamp(min=0))
+        padded = torch.cat([before, wavs, wavs.new_zeros(wavs.shape[0], half)], dim=1)
+        padded = padded.scatter(1, half + last + offsets, after)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*return_complex=False.*")
+            spectrum = torch.stft(padded, stft.n_fft, stft.hop_length, stft.win_length, stft.window,
+                                  center=False, return_complex=False)  # real pairs: ONNX has no complex tensors
+        power = spectrum[..., 0] * spectrum[..., 0] + spectrum[..., 1] * spectrum[..., 1]
+        log_mel = torch.log(self.mel.mel_scale(power) + self.log_offset)
+        frames = self.num_frames(samples)
+        valid = torch.arange(log_mel.shape[-1], device=wavs.device).unsqueeze(0) < frames.unsqueeze(1)
+        valid = valid.to(log_mel.dtype).unsqueeze(1)
+        count = frames.to(log_mel.dtype).view(-1, 1, 1)
+        mean = (log_mel * valid).sum(-1, keepdim=True) / count
+        variance = (((log_mel - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+        return ((log_mel - mean) / torch.sqrt(variance + self.norm_eps) * valid).transpose(1, 2)
 
     def features_in_chunks(self, wav, chunk_frames=6000):
         """Features (1, frames, n_mels) of one long waveform (samples,), equal to

@@ -178,3 +178,21 @@ def test_unknown_choices_are_clear_errors():
         ResNet(pooling="MAX")
     with pytest.raises(ValueError, match="n_mels that reduce to 1 frequency bin"):
         VGGM(n_mels=40)
+
+
+def test_the_front_end_computes_a_padded_batch_at_once_each_item_as_alone():
+    """One batched computation, no loop over items: traced on a batch of 2, the
+    same graph gives a batch of 3 of other lengths each item's features alone."""
+    front_end = LogMelInstanceNorm(n_mels=24)
+    generator = torch.Generator().manual_seed(0)
+    traced = torch.jit.trace(front_end, (torch.randn(2, 8000, generator=generator), torch.tensor([1.0, 0.6])),
+                             check_trace=False)
+    lengths = [16000, 5000, 401]
+    wavs = torch.zeros(3, 16000)
+    for row, length in enumerate(lengths):
+        wavs[row, :length] = torch.randn(length, generator=generator)
+    batch = traced(wavs, torch.tensor(lengths) / 16000)
+    for row, length in enumerate(lengths):
+        alone = front_end(wavs[row : row + 1, :length])[0]
+        torch.testing.assert_close(batch[row, : alone.shape[0]], alone, rtol=0, atol=1e-4)
+        assert not batch[row, alone.shape[0]:].any()
