@@ -1,6 +1,6 @@
 """Embed many audio files in batches.
 
-    speechbrain-tdy embed MODEL INPUT OUT [--batch-size 16] [--num-workers 2]
+    speechbrain-tdy embed MODEL INPUT OUT [--batch-size 1] [--num-workers 2]
                                     [--device cpu] [--strict]
 
 MODEL is a model folder or hub id. INPUT is
@@ -18,11 +18,12 @@ folder with one ``<id>.npy`` (dim,) per utterance. Embeddings are
 L2-normalised; files are read as ``TDYSpeakerRecognition.embed_file`` reads
 them (``load_utterance``: files shorter than ``min_duration`` are wrap-padded).
 
-Files are decoded in DataLoader workers and embedded in batches of similar
-durations. Padding does not change an embedding (``encode_batch`` is exact
-under padding) but a batch rounds differently from one file alone, and a TDY
-model's attention can amplify that: ``--batch-size 1`` gives exactly
-``embed_file``'s embeddings. Finished batches are written at once under
+Files are decoded in DataLoader workers and, by default, embedded one at a
+time: each gets exactly ``embed_file``'s embedding (and verify.py's).
+``--batch-size N`` embeds batches of N files of similar durations: faster,
+and the same embeddings up to float rounding (padding does not change an
+embedding, but a batch rounds differently from one file alone, and a TDY
+model's attention can amplify that). Finished batches are written at once under
 temporary names then renamed (``OUT.parts/`` for ``.npz``, merged at the
 end), so a killed run loses at most the batch in flight and a rerun skips
 what is done. Files that cannot be used are skipped and listed with the
@@ -42,7 +43,8 @@ def main(argv=None):
     parser.add_argument("model", help="model folder or hub id")
     parser.add_argument("input", help="folder of audio files, wav.scp, or text list of paths")
     parser.add_argument("out", help="OUT.npz (one file) or a folder (one .npy per utterance)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="files per batch (1: each alone, exactly embed_file's embeddings; more: faster)")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader processes decoding audio")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--strict", action="store_true", help="stop at the first file that cannot be used")

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from speechbrain_tdy.dataio.audio import AudioError, load_utterance
+from speechbrain_tdy.dataio.batching import length_batches
 from speechbrain_tdy.storage.atomic import write_text_atomically
 from speechbrain_tdy.storage.embeddings_file import NpyFolderOutput, NpzOutput
 
@@ -47,16 +48,6 @@ def collate(items):
     return [index for index, _ in good], wavs, lens, failures
 
 
-def length_batches(durations, batch_size):
-    """Batches of indices into ``durations``, longest first, each of similar durations.
-
-    >>> length_batches([1.0, 5.0, 2.0, 4.0, 3.0], 2)
-    [[1, 3], [4, 2], [0]]
-    """
-    order = sorted(range(len(durations)), key=lambda i: -durations[i])
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-
 @dataclass
 class Summary:
     """What :func:`embed_utterances` did: counts, the bad files [(Utterance,
@@ -70,10 +61,16 @@ class Summary:
     loader_wait_seconds: float = 0.0
 
 
-def embed_utterances(model, utterances, out, batch_size=16, num_workers=2, strict=False, progress=True):
+def embed_utterances(model, utterances, out, batch_size=1, num_workers=2, strict=False, progress=True):
     """Embed ``utterances`` (from :func:`read_inputs`) with ``model`` (a
     TDYSpeakerRecognition) into ``out`` (``*.npz`` or a folder), skipping
     those already there. Returns a :class:`Summary`.
+
+    Files are read as :func:`~speechbrain_tdy.embedding.files.embed_files`
+    reads them; with ``batch_size`` 1 (the default) each is embedded alone,
+    so its embedding is exactly ``embed_file``'s. Larger batches of similar
+    durations are faster and equal up to float rounding, which a TDY
+    model's attention can amplify.
 
     Files that cannot be used are listed in the output's ``bad_files.txt``
     with the reason; with ``strict`` the first one raises AudioError instead.
@@ -92,7 +89,7 @@ def embed_utterances(model, utterances, out, batch_size=16, num_workers=2, stric
             summary.bad.append((utterance, f"{utterance.path}: cannot read the audio header ({error})"))
     _stop_if_strict(strict, summary)
     read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples)
-    loader = DataLoader(AudioFiles(readable, read), batch_sampler=length_batches(durations, batch_size),
+    loader = DataLoader(AudioFiles(readable, read), batch_sampler=length_batches(durations, max_items=batch_size),
                         num_workers=num_workers, collate_fn=collate)
     bar = tqdm(total=len(readable), unit="file", disable=not progress)
     batches = iter(loader)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_tdy.dataio.audio import MIN_DURATION, evenly_spaced_crops, load_utterance
+from speechbrain_tdy.dataio.batching import length_batches
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,11 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
             crops = evenly_spaced_crops(read(path), crop_samples, num_crops)
             embeddings[path] = F.normalize(embed(crops, torch.ones(num_crops)), dim=-1).cpu()
         return embeddings
-    batches = [[path] for path in paths] if batch_samples is None else _length_batches(paths, root, batch_samples)
+    paths = list(paths)
+    batches = [[path] for path in paths]
+    if batch_samples is not None:
+        frames = [_header_frames(Path(root or "") / path) for path in paths]
+        batches = [[paths[i] for i in batch] for batch in length_batches(frames, max_padded=batch_samples)]
     for batch in batches:
         wavs = [read(path) for path in batch]
         longest = max(len(wav) for wav in wavs)
@@ -67,26 +72,9 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
     return embeddings
 
 
-def _length_batches(paths, root, batch_samples):
-    """``paths`` in batches of similar header durations, longest first, each of at
-    most ``batch_samples`` padded samples (or one file)."""
-    def frames(path):
-        try:
-            return sf.info(str(Path(root or "") / path)).frames
-        except (RuntimeError, OSError):
-            return 0  # load_utterance names the file and the problem when the batch is read
-
-    ordered = sorted(((frames(path), path) for path in paths), reverse=True)
-    batches, batch, longest = [], [], 0
-    for length, path in ordered:
-        if batch and (len(batch) + 1) * longest > batch_samples:
-            batches.append(batch)
-            batch = []
-        if not batch:
-            longest = length
-        batch.append(path)
-    return batches + [batch] if batch else batches
-
-
-
-
+def _header_frames(path):
+    """Samples per channel in ``path``'s header (0 if unreadable: reading it then names the problem)."""
+    try:
+        return sf.info(str(path)).frames
+    except (RuntimeError, OSError):
+        return 0

@@ -8,9 +8,11 @@ import soundfile as sf
 import torch
 from helpers import voice, write_tiny_model_folder, write_voice
 
+from speechbrain_tdy.cli.embed import main as embed_main
 from speechbrain_tdy.dataio.audio import AudioError
 from speechbrain_tdy.dataio.inputs import read_inputs
 from speechbrain_tdy.embedding.batch import embed_utterances
+from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.storage.embeddings_file import read_embeddings
 
@@ -241,3 +243,16 @@ def test_command_line(model_folder, with_bad_files, tmp_path):
     assert "2 embedded, 0 already done, 4 bad" in result.stdout and "emb.bad_files.txt" in result.stdout
     result = subprocess.run(command + ["--strict"], capture_output=True, text=True)
     assert result.returncode != 0 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_command_by_default_gives_exactly_embed_files_embeddings(model_folder, model, audio, tmp_path):
+    """One embedding path: each file alone, read and embedded as ``embed_file``
+    and verify.py (``embed_files``) do, so the stored embeddings are theirs exactly."""
+    embed_main([str(model_folder), str(audio), str(tmp_path / "emb.npz"), "--num-workers", "0"])
+    got = read_embeddings(tmp_path / "emb.npz")
+    utterances = read_inputs(audio)
+    through_files = embed_files(lambda wavs, lens: model.encode_batch(wavs, lens)[:, 0], [u.path for u in utterances],
+                                sample_rate=model.sample_rate, min_samples=model.min_samples)
+    for utterance in utterances:
+        assert np.array_equal(got[utterance.id], model.embed_file(utterance.path).numpy())
+        assert np.array_equal(got[utterance.id], through_files[utterance.path].numpy())
