@@ -14,7 +14,6 @@ A folder is written under a temporary name, checked by loading it through
 :class:`~speechbrain_tdy.inference.TDYSpeakerRecognition` and comparing
 embeddings with the source model, and only then renamed into place.
 """
-import json
 import shutil
 import tempfile
 import warnings
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from speechbrain_tdy.inference import TDYSpeakerRecognition
+from speechbrain_tdy.scoring.calibration import write_calibration
 from speechbrain_tdy.storage.model_files import MODEL_FOLDER_FILES, is_model_folder
 
 
@@ -68,8 +68,8 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
         the written folder must reproduce them.
     model_card : str
         README.md text.
-    calibration : dict or None
-        Contents of threshold.json.
+    calibration : Calibration or None
+        Written as threshold.json.
     cohort : torch.Tensor or None
         (n, dim) cohort embeddings.
     label_encoder : path or None
@@ -86,7 +86,7 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
     try:
         torch.save(embedding_model.state_dict(), staging / "embedding_model.ckpt")
         if calibration is not None:
-            (staging / "threshold.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+            write_calibration(staging / "threshold.json", calibration)
         if cohort is not None:
             torch.save(cohort, staging / "cohort_embeddings.pt")
         if label_encoder is not None:
@@ -164,11 +164,11 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
                   "on trials of your own).", ""]
     else:
         caveat = (" This is the evaluation list itself (no dev list was given), so decisions on new trials will "
-                  "be less accurate than the EER above." if calibration.get("on_evaluation_list") else "")
+                  "be less accurate than the EER above." if calibration.on_evaluation_list else "")
         lines += [
-            f"Decision threshold {calibration['threshold']:.4f} (`threshold.json`), calibrated at the EER of "
-            f"`{calibration.get('calibrated_on', 'a trial list')}` for crop={calibration.get('crop', False)}, "
-            f"score_norm={calibration.get('score_norm')}.{caveat}",
+            f"Decision threshold {calibration.threshold:.4f} (`threshold.json`), calibrated at the EER of "
+            f"`{calibration.calibrated_on or 'a trial list'}` for crop={calibration.crop}, "
+            f"score_norm={calibration.score_norm}.{caveat}",
             "",
         ]
     lines += [

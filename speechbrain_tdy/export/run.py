@@ -16,7 +16,8 @@ import warnings
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_tdy.export.model_folder import model_card, write_model_folder
-from speechbrain_tdy.storage.model_files import read_calibration, read_cohort
+from speechbrain_tdy.scoring.calibration import read_calibration
+from speechbrain_tdy.storage.model_files import read_cohort
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 
@@ -26,7 +27,7 @@ def export(run_folder, out_dir, overwrite=False):
     calibration = cohort = None
     if (run.folder / "threshold.json").is_file():
         calibration = read_calibration(run.folder / "threshold.json")
-        if calibration.get("on_evaluation_list"):
+        if calibration.on_evaluation_list:
             warnings.warn(f"The threshold of {run.folder} was calibrated on its evaluation list (no dev list was "
                           "given to verify.py): decisions on new trials will be less accurate than its EER says")
     else:

@@ -11,7 +11,6 @@ contains ``hyperparams.yaml``, ``embedding_model.ckpt`` and optionally
 the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
 normalisation).
 """
-import math
 import os
 import warnings
 from pathlib import Path
@@ -30,12 +29,13 @@ from speechbrain_tdy.embedding.fingerprint import probe_signal, same_fingerprint
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.inference.gallery import UNKNOWN, SpeakerGallery
 from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
+from speechbrain_tdy.scoring.calibration import read_calibration
 from speechbrain_tdy.scoring.scores import score_pairs
+from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.model_files import (
     ModelSource,
     check_settings,
     load_parameters,
-    read_calibration,
     read_cohort,
 )
 from speechbrain_tdy.storage.safe_hparams import load_model_hparams
@@ -202,9 +202,8 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     def _crop_settings(self):
         """(crop_frames, num_crops): those the threshold was calibrated with, if
         it was calibrated on crops, else the model folder's."""
-        if (self.calibration or {}).get("crop"):
-            return (self.calibration.get("crop_frames", self.crop_frames),
-                    self.calibration.get("num_crops", self.num_crops))
+        if self.calibration is not None and self.calibration.crop:
+            return self.calibration.crop_frames, self.calibration.num_crops
         return self.crop_frames, self.num_crops
 
     def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None, score_norm="calibrated"):
@@ -226,7 +225,9 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         """Score (1,) and decision (1,) for two audio files (any sample rate or
         channel count). ``crop`` and ``score_norm`` default to what the model's
         threshold was calibrated with; see :meth:`verify_batch`."""
-        crop = bool((self.calibration or {}).get("crop", False)) if crop == "calibrated" else bool(crop)
+        if crop == "calibrated":
+            crop = self.calibration is not None and self.calibration.crop
+        crop = bool(crop)
         score_norm, threshold, top_n = self._scoring(crop, score_norm, threshold)
         embeddings = {"x": self.embed_file(path_x, crop), "y": self.embed_file(path_y, crop)}
         score = score_pairs([("x", "y")], embeddings, score_norm, self.cohort, top_n)
@@ -238,24 +239,24 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         if self.calibration is None:
             raise ValueError("This model has no calibrated threshold.json: pass threshold= "
                              "(a cosine threshold calibrated on your own trials)")
-        calibrated = (bool(self.calibration.get("crop", False)), self.calibration.get("score_norm"))
+        calibrated = (self.calibration.crop, self.calibration.score_norm)
         if calibrated != (bool(crop), score_norm):
             raise ValueError(
                 f"The model's threshold was calibrated for crop={calibrated[0]}, score_norm={calibrated[1]}; "
                 f"pass threshold= to score with crop={bool(crop)}, score_norm={score_norm}"
             )
-        return self.calibration["threshold"]
+        return self.calibration.threshold
 
     def _scoring(self, crop, score_norm, threshold):
         if score_norm == "calibrated":
-            score_norm = (self.calibration or {}).get("score_norm")
+            score_norm = None if self.calibration is None else self.calibration.score_norm
         if score_norm is not None and self.cohort is None:
             raise ValueError(f"score_norm={score_norm!r} needs cohort embeddings, and this model has none")
         if threshold is None:
             threshold = self.decision_threshold(crop, score_norm)
-        elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-        top_n = (self.calibration or {}).get("as_norm_top_n") or self.as_norm_top_n
+        else:
+            checked_number(threshold, "threshold")
+        top_n = (self.calibration and self.calibration.as_norm_top_n) or self.as_norm_top_n
         return score_norm, threshold, top_n
 
     # Identification, backends and SpeechBrain's classifier methods -------------

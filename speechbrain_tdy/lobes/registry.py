@@ -12,7 +12,6 @@ file may ask to build).
 >>> arch.name, arch.model_values(n_mels=40)["channels"]
 ('tdy_resnet34_quarter', [16, 32, 64, 128])
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +23,7 @@ from speechbrain_tdy.lobes.vggm import CONVS as VGGM_CONVS
 from speechbrain_tdy.lobes.vggm import VGGM
 from speechbrain_tdy.nnet.pooling import POOLINGS
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
+from speechbrain_tdy.storage.checks import checked_number
 
 #: Largest model (parameters and buffers) a model folder may ask to build.
 MAX_MODEL_ELEMENTS = 200_000_000
@@ -84,8 +84,8 @@ class Architecture:
         """
         if pooling not in self.poolings:
             raise ValueError(f"{self.name}: pooling must be one of {', '.join(self.poolings)}, got {pooling!r}")
-        values = {"n_mels": _bounded_int("n_mels", n_mels, 1, 512), "emb_dim": _bounded_int("emb_dim", emb_dim, 1, 8192),
-                  "pooling": pooling}
+        values = {"n_mels": checked_number(n_mels, "n_mels", int, 1, 512),
+                  "emb_dim": checked_number(emb_dim, "emb_dim", int, 1, 8192), "pooling": pooling}
         if self.is_vggm:
             if n_mels != 64:
                 raise ValueError(f"{self.name} is built for 64 mel bins, got n_mels={n_mels}")
@@ -94,7 +94,7 @@ class Architecture:
             given = default if given is None else given
             if not isinstance(given, (list, tuple)) or len(given) != 4:
                 raise ValueError(f"{self.name}: {key} must be a list of 4 integers, got {given!r}")
-            values[key] = [_bounded_int(key, item, 1, high) for item in given]
+            values[key] = [checked_number(item, key, int, 1, high) for item in given]
         return values
 
     def values_in(self, hparams):
@@ -213,12 +213,6 @@ def _flow(items):
     return "[" + ", ".join(str(item) for item in items) + "]"
 
 
-def _bounded_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return value
-
-
 ARCHITECTURES = {
     arch.name: arch
     for arch in (
@@ -291,25 +285,30 @@ vggm = _factory("vggm")
 
 
 # What an untrusted hyperparams.yaml may pass to each object it builds: argument
-# name -> check(value) returning an error message or None.
+# name -> check(value, where), raising ValueError naming ``where``.
 def _int_in(low, high):
-    return lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and low <= v <= high) else \
-        f"an integer in [{low}, {high}]"
+    return lambda value, where: checked_number(value, where, int, low, high)
 
 
 def _ints_in(low, high, count):
-    check = _int_in(low, high)
-    return lambda v: None if (isinstance(v, (list, tuple)) and len(v) == count and not any(map(check, v))) else \
-        f"a list of {count} integers in [{low}, {high}]"
+    def check(value, where):
+        if not isinstance(value, (list, tuple)) or len(value) != count:
+            raise ValueError(f"{where} must be a list of {count} integers in [{low}, {high}], got {value!r:.60}")
+        for item in value:
+            checked_number(item, where, int, low, high)
+    return check
 
 
 def _one_of(*options):
-    return lambda v: None if any(v == o and type(v) is type(o) for o in options) else f"one of {options}"
+    def check(value, where):
+        if not any(value == option and type(value) is type(option) for option in options):
+            raise ValueError(f"{where} must be one of {options}, got {value!r:.60}")
+    return check
 
 
-def _positive_number(v):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-    return None if ok else "a finite positive number"
+def _positive_number(value, where):
+    if checked_number(value, where) <= 0:
+        raise ValueError(f"{where} must be a finite positive number, got {value!r}")
 
 
 MODEL_ARGUMENT_RULES = {
@@ -330,9 +329,7 @@ def build_checked(cls, kwargs, where="hyperparams.yaml"):
     for key, value in kwargs.items():
         if key not in rules:
             raise ValueError(f"{where}: {cls.__name__} takes no argument {key!r} here (allowed: {', '.join(rules)})")
-        problem = rules[key](value)
-        if problem:
-            raise ValueError(f"{where}: {cls.__name__} argument {key} must be {problem}, got {value!r}")
+        rules[key](value, f"{where}: {cls.__name__} argument {key}")
     if cls is not LogMelInstanceNorm:
         with torch.device("meta"):
             meta_model = cls(**kwargs)

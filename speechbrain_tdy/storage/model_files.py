@@ -6,8 +6,6 @@ no absolute paths), so a file name written in ``hyperparams.yaml`` can never
 make the fetch step link or write outside ``savedir``; parameters and cohorts
 load with ``torch.load(weights_only=True)``; every number read is checked.
 """
-import json
-import math
 import re
 from pathlib import Path
 
@@ -18,14 +16,13 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.dataio.audio import MIN_DURATION
-from speechbrain_tdy.scoring.scores import SCORE_NORMS
 from speechbrain_tdy.storage.atomic import write_text_atomically
+from speechbrain_tdy.storage.checks import checked_number
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
 #: file names the source, so that another source is never served from it.
 SAVEDIR_MARKER = ".speechbrain_tdy_source"
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-MAX_THRESHOLD_FILE_BYTES = 64 * 1024
 
 
 class CheckpointMismatchError(ValueError):
@@ -167,53 +164,6 @@ def load_parameters(obj, path):
     obj.load_state_dict(state)
 
 
-def threshold_range(crop, score_norm):
-    """(low, high) of a meaningful decision threshold for a scoring."""
-    if score_norm is not None:
-        return (-math.inf, math.inf)  # normalised scores: any finite value
-    if crop:
-        return (-2.0, 0.0)  # minus a mean distance of unit vectors
-    return (0.0, 1.0)  # a calibrated cosine threshold below 0 accepts nearly every pair
-
-
-def check_calibration(calibration, where):
-    """Validate a threshold.json dict; ValueError naming ``where`` and the field."""
-    if not isinstance(calibration, dict):
-        raise ValueError(f"{where}: expected a JSON object with a 'threshold'")
-    threshold = calibration.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"{where}: 'threshold' must be a finite number, got {threshold!r}")
-    crop = calibration.get("crop", False)
-    if not isinstance(crop, bool):
-        raise ValueError(f"{where}: 'crop' must be true or false, got {crop!r}")
-    score_norm = calibration.get("score_norm")
-    if score_norm not in SCORE_NORMS:
-        raise ValueError(f"{where}: 'score_norm' must be one of {SCORE_NORMS}, got {score_norm!r}")
-    top_n = calibration.get("as_norm_top_n")
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= 10**6):
-        raise ValueError(f"{where}: 'as_norm_top_n' must be a positive integer or null, got {top_n!r}")
-    if crop:
-        for key in ("crop_frames", "num_crops"):
-            checked_setting(calibration, key, where)
-    low, high = threshold_range(crop, score_norm)
-    if not low <= threshold <= high:
-        raise ValueError(f"{where}: threshold {threshold} is outside [{low}, {high}], the range of a calibrated "
-                         f"threshold for crop={crop}, score_norm={score_norm}")
-    return calibration
-
-
-def read_calibration(path):
-    """threshold.json as a checked dict (see :func:`check_calibration`)."""
-    path = Path(path)
-    if path.stat().st_size > MAX_THRESHOLD_FILE_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size:,} bytes, too large for a threshold file")
-    try:
-        calibration = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise ValueError(f"{path} is not a JSON threshold file: {type(error).__name__}: {error}") from error
-    return check_calibration(calibration, path)
-
-
 def read_cohort(path, emb_dim=None):
     """Cohort embeddings (n, dim), L2-normalised, from a tensor file (weights_only).
 
@@ -252,9 +202,7 @@ def checked_setting(values, key, where):
     value = values.get(key, default)
     if value is None and default is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        raise ValueError(f"{where}: {key} must be a number in [{low}, {high}], got {value!r}")
-    return value
+    return checked_number(value, f"{where}: {key}", kind, low, high)
 
 
 def check_settings(hparams, where):

@@ -258,7 +258,7 @@ def test_every_training_step_sets_its_own_temperature_and_learning_rate(monkeypa
                                     lr_decay_every=5, lr_warmup_epochs=4)
     brain = types.SimpleNamespace(hparams=hparams, modules=types.SimpleNamespace(embedding_model=layer),
                                   optimizer=torch.optim.Adam(layer.parameters()), epoch_meta={"epoch": 2},
-                                  steps_per_epoch=10)
+                                  steps_per_epoch=10, frozen_stages=[])
     temperatures, rates = [], []
     for brain.step in range(1, 11):  # Brain counts the batches of an epoch from 1
         train.SpeakerBrain.on_fit_batch_start(brain, batch=None, should_step=True)

@@ -21,6 +21,7 @@ it. A run without a checkpoint is an error unless ``allow_untrained: True``
 (to score an untrained model on purpose); ``results.json`` names the
 checkpoint scored.
 """
+import datetime
 import json
 import logging
 import random
@@ -39,6 +40,7 @@ from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
+from speechbrain_tdy.scoring.calibration import Calibration, write_calibration
 from speechbrain_tdy.scoring.metrics import error_rates
 from speechbrain_tdy.scoring.scores import score_trials
 from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
@@ -151,19 +153,20 @@ def main(argv):
     logger.info("Verification results: %s", results)
     print(json.dumps(results))
 
-    calibration = {"threshold": threshold, "calibrated_on": str(hparams["verification_file"]), "EER": eer,
-                   "on_evaluation_list": True}
+    calibrated_on, on_evaluation_list = hparams["verification_file"], True
     if hparams.get("dev_verification_file"):
         dev_trials, dev_scores = score_list(hparams["dev_verification_file"])
-        dev_eer, dev_threshold, _ = error_rates(dev_scores, [t.label for t in dev_trials])
-        calibration = {"threshold": dev_threshold, "calibrated_on": str(hparams["dev_verification_file"]),
-                       "EER": dev_eer}
+        eer, threshold, _ = error_rates(dev_scores, [t.label for t in dev_trials])
+        calibrated_on, on_evaluation_list = hparams["dev_verification_file"], False
     else:
         logger.warning("No dev_verification_file: the decision threshold is calibrated on the evaluation list "
                        "itself, so decisions on new trials will be less accurate than its EER says")
-    calibration.update({"crop": bool(hparams["crop"]), "crop_frames": hparams["crop_frames"],
-                        "num_crops": hparams["num_crops"], "score_norm": score_norm, "as_norm_top_n": top_n})
-    write_text_atomically(run_folder / "threshold.json", json.dumps(calibration, indent=2) + "\n")
+    calibration = Calibration(
+        threshold=threshold, crop=bool(hparams["crop"]), crop_frames=hparams["crop_frames"],
+        num_crops=hparams["num_crops"], score_norm=score_norm, as_norm_top_n=top_n, calibrated_on=str(calibrated_on),
+        eer=eer, on_evaluation_list=on_evaluation_list, calibrated_at=datetime.date.today().isoformat(),
+    )
+    write_calibration(run_folder / "threshold.json", calibration)
 
 
 if __name__ == "__main__":
