@@ -22,21 +22,21 @@ from speechbrain_tdy.dataio.augmentation_files import write_synthetic_noise_and_
 from speechbrain_tdy.dataio.trials import read_trials
 
 # The corpus writer's processes re-import this file (they are spawned), so the
-# modules that import torch are imported where they are used, not here: torch
-# would cost each writer about 2 s.
+# modules that import torch are imported where they are used, not here: each
+# writer would otherwise pay torch's import time.
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "VoxCeleb" / "SpeakerRec"
 
-# Small enough to run in under 6 minutes on 2 CPU cores (README): 16 mels,
+# Small enough to run in minutes on 2 CPU cores (timings and results: the
+# recipe's README, recipes/VoxCeleb/SpeakerRec/README.md): 16 mels,
 # 0.8-s crops, batches of 8 speakers x 2 utterances (35 steps per epoch), no
 # augmentation, 11 epochs at twice the paper's learning rate, reached step by
 # step over the first 2 epochs and halved after epochs 4 and 8, and validation
 # on 3-s centre crops. Every residual block starts as the identity
 # (zero_init_residual): without it, both TDY and static models stayed near
-# chance for the first few epochs and ended between 6% and 26% test EER,
-# depending on the seed. A TDY step at 16 mels takes about 2/3 of one at 24, so
-# 11 epochs cost less than 8 did at 24 mels, and they learn more: 5.00-7.19%
-# against 5.94-8.12% test EER over seeds 1986 and 1-4 (docs/HISTORY.md). TDY
+# chance for the first few epochs and ended far apart from seed to seed.
+# A TDY step at 16 mels is cheaper than one at 24, so 11 epochs cost less
+# than 8 did at 24 mels, and they learn more (docs/HISTORY.md). TDY
 # must be annealed before it is used at the inference temperature 1, so the
 # demo anneals faster than the paper: at every step, from 31 to 1 by the start
 # of epoch 4.
@@ -49,7 +49,7 @@ DEMO_OVERRIDES = {
     "zero_init_residual": True,
     "number_of_epochs": 11,
     "lr": 0.002,
-    "lr_warmup_epochs": 2,  # at 2e-3 from the first step, 2 of 3 seeds stayed at chance (2026-11-26, authors' init)
+    "lr_warmup_epochs": 2,  # at 2e-3 from the first step, some seeds stayed at chance (docs/HISTORY.md)
     "lr_decay": 0.5,
     "lr_decay_every": 4,
     "temperature_step": 10,

@@ -116,8 +116,9 @@ class ResNet(nn.Module):
         Initialise the last batch-norm scale of every residual block to 0, so
         that each block starts as the identity (Goyal et al., 2017; torchvision's
         option of the same name). Initialisation only: not in the authors' code,
-        and it changes nothing in a trained model. In the demo's short training
-        it removed a plateau near chance of 3-5 epochs (README).
+        and it changes nothing in a trained model. Short trainings on little
+        data need it: it removes a plateau near chance in the first epochs
+        (the demo, ``recipes/VoxCeleb/SpeakerRec/README.md``).
 
     Example
     -------

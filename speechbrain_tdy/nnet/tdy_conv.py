@@ -99,9 +99,9 @@ class TDYAttention(nn.Module):
         :mod:`speechbrain_tdy.nnet.tdy_functional`) is neither copied nor kept
         twice for backward (except where oneDNN's channels-last backward is
         unsafe, :mod:`speechbrain_tdy.nnet.layout`), and it is as fast as or
-        faster than the Conv1d on most of TDY-ResNet-34's shapes. cuDNN ran that conv2d 1.7x slower on a
-        channels-last x than on a (batch, channels, freq, time) one in
-        TDY-ResNet-34's first stage (H100), so elsewhere the Conv1d runs on a
+        faster than the Conv1d on most of TDY-ResNet-34's shapes. cuDNN runs
+        that conv2d slower on a channels-last x than on a (batch, channels,
+        freq, time) one (``benchmarks/README.md``), so elsewhere the Conv1d runs on a
         flattened copy of x, made again in backward rather than kept
         (:class:`_FlattenedConv1d`). The kernel's shape comes from the layer,
         not from x, so that it stays constant in an ONNX export."""
@@ -121,8 +121,8 @@ class _FlattenedConv1d(torch.autograd.Function):
 
     The TDY convolution reading x keeps it, and in the ResNets so does the
     ReLU that made it (in float32 under autocast), so this saves one copy of
-    every TDY layer's input in training: the copy added 10% to TDY-ResNet-34
-    x0.5's training peak on an H100. Under autocast it computes in the
+    every TDY layer's input, (batch, channels, freq, time), per training step
+    (``benchmarks/README.md`` has what the copy cost). Under autocast it computes in the
     autocast dtype and returns gradients in the inputs' dtypes.
     """
 
@@ -277,14 +277,12 @@ def set_recompute(model, enabled=True):
 
     Those outputs, K times the size of the layer's output, bound a TDY
     network's training memory; recomputing them costs one more basis
-    convolution per layer, and results are identical. For TDY-ResNet-34 x0.5
-    (64 mels, 16 x 200 frames, 2 CPU threads), "selective" recomputes the
-    first two stages and the 1x1 shortcuts, which hold two thirds of those
-    outputs for 30% of the convolution work: a training step then adds 0.54x
-    the memory it adds under the authors' formulation instead of 1.01x, for
-    -11% to +4% time against keeping them (three runs); True gives 0.34x for
-    1-26% more (``benchmarks/README.md``). On small inputs the relative cost
-    is higher. Returns the number of layers set.
+    convolution per layer, and results are identical. In TDY-ResNet-34,
+    "selective" recomputes the first two stages and the 1x1 shortcuts, which
+    hold two thirds of those outputs for 30% of the convolution work (the
+    layers of at most :data:`SELECTIVE_RECOMPUTE_MAX_MACS` multiply-adds per
+    kept value). What each setting saves and costs is measured in
+    ``benchmarks/README.md``. Returns the number of layers set.
 
     >>> set_recompute(nn.Sequential(TDYConv2d(2, 2, 3, freq_size=4), TDYConv2d(2, 2, 3, freq_size=4)))
     2
@@ -305,9 +303,9 @@ def set_attention_input_grad(model, enabled):
     The attention's sensitivity to its input grows as 1 / temperature; at
     temperature 1 that path multiplies the gradient at every TDY layer, so
     in TDY-ResNet-34 (35 TDY layers) the gradients of the first layers
-    explode as the temperature reaches 1: on a fresh TDY-ResNet-34 x0.25 the
-    first TDY layer's gradient is 1.65e8 at temperature 1 with this path and
-    10 without (``benchmarks/tdy_gradients.py``). Returns the number of layers set.
+    explode by orders of magnitude as the temperature reaches 1
+    (``benchmarks/tdy_gradients.py``; results in ``benchmarks/README.md``).
+    Returns the number of layers set.
 
     >>> set_attention_input_grad(nn.Sequential(TDYConv2d(8, 8, 3, freq_size=4), TDYConv2d(8, 8, 3, freq_size=4)), False)
     2

@@ -21,7 +21,7 @@ written by hand (:class:`_TDYConv2dFunction`):
   in backward, and one ``convolution_backward`` call gives the gradients of x,
   the kernels and the biases;
 * on CPU the mixing and its backward go kernel by kernel, over contiguous
-  slices (batched over K was 0-10% slower there); on a GPU, where a layer's
+  slices (batched over K was no faster there: ``benchmarks/README.md``); on a GPU, where a layer's
   time at small batches is mostly kernel launches, they run batched over all
   K (:func:`_mix_batched`, :func:`_mix_backward`): 5 launches instead of 4K;
 * with ``recompute=True`` (``speechbrain_tdy.nnet.set_recompute``) forward
