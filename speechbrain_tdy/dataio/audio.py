@@ -5,6 +5,8 @@ code). Files shorter than a crop are extended by wrapping around, as the
 authors do; multi-channel files are averaged to mono.
 """
 import math
+import os
+import stat
 
 import numpy as np
 import soundfile as sf
@@ -34,15 +36,45 @@ MAX_RESAMPLING_KERNEL = 20_000_000
 #: Recordings shorter than this (seconds) are wrap-padded to it before they are
 #: embedded, as the authors do; the default of a model folder's ``min_duration``.
 MIN_DURATION = 1.0
+#: Longest recording read (seconds), checked from the header before decoding:
+#: a small compressed file can hold hours of samples. Callers may pass another
+#: ``max_duration``.
+MAX_DURATION = 3 * 3600.0
+#: Shortest recording embedded (seconds): wrap-padding a few samples to
+#: ``MIN_DURATION`` would give an embedding of nothing.
+MIN_AUDIO_DURATION = 0.1
 #: Largest sample magnitude accepted (float files outside [-1, 1] by this much
 #: are not audio as the models expect it, and overflow the features).
 MAX_AMPLITUDE = 100.0
 
 
-def _read(path, start=0, stop=None):
-    """(samples, channels) float32 array and header rate of ``path``; AudioError naming it."""
+def check_regular_file(path):
+    """AudioError naming ``path`` unless it is a regular file (a FIFO would block
+    the reader forever, a device never ends); checked before it is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise AudioError(f"{path}: cannot read audio ({error.strerror or error})") from error
+    if not stat.S_ISREG(mode):
+        kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket" if \
+            stat.S_ISSOCK(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+        raise AudioError(f"{path}: a {kind}, not an audio file")
+
+
+def _read(path, start=0, stop=None, max_duration=MAX_DURATION):
+    """(samples, channels) float32 array and header rate of ``path``; AudioError
+    naming it. The header's duration (of [start, stop)) is checked against
+    ``max_duration`` seconds before anything is decoded."""
+    check_regular_file(path)
     try:
         info = sf.info(str(path))
+        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+            raise AudioError(f"{path}: header sample rate {info.samplerate} Hz is outside "
+                             f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
+        seconds = ((info.frames if stop is None else min(stop, info.frames)) - start) / info.samplerate
+        if seconds > max_duration:
+            raise AudioError(f"{path}: {seconds:,.0f} s of audio, more than max_duration ({max_duration:,.0f} s); "
+                             "cut the file, or pass a larger max_duration")
         audio, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, TypeError) as error:
         raise AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
@@ -83,23 +115,22 @@ def check_voiced(path, audio):
         raise AudioError(f"{path}: digital silence, there is no voice to embed")
 
 
-def load_audio(path, sample_rate=16000):
+def load_audio(path, sample_rate=16000, max_duration=MAX_DURATION):
     """A whole file as a mono float32 tensor (samples,) at ``sample_rate``:
     channels averaged, resampled from any rate in [1 kHz, 384 kHz].
 
-    Raises AudioError naming the file if it cannot be decoded, is empty, has
-    an unusable sample rate, holds NaN/infinite or out-of-range samples, or
-    only digital silence.
+    Raises AudioError naming the file if it is not a regular file, cannot be
+    decoded, is empty or longer than ``max_duration`` seconds, has an
+    unusable sample rate, holds NaN/infinite or out-of-range samples, or only
+    digital silence.
     """
-    audio, rate = _read(path)
+    audio, rate = _read(path, max_duration=max_duration)
     audio = audio.mean(axis=1)
     check_samples(path, audio)
     check_voiced(path, audio)
     wav = torch.from_numpy(np.ascontiguousarray(audio))
     if rate == sample_rate:
         return wav
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: header sample rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
     common = math.gcd(rate, sample_rate)
     kernel = (sample_rate // common) * (rate // common)
     if kernel > MAX_RESAMPLING_KERNEL:
@@ -108,11 +139,15 @@ def load_audio(path, sample_rate=16000):
     return torchaudio.functional.resample(wav, rate, sample_rate)
 
 
-def load_utterance(path, sample_rate=16000, min_samples=int(MIN_DURATION * 16000)):
+def load_utterance(path, sample_rate=16000, min_samples=int(MIN_DURATION * 16000), max_duration=MAX_DURATION):
     """A file as every embedding of it sees it: :func:`load_audio` (mono,
     resampled, checked), wrap-padded to at least ``min_samples`` samples.
-    Returns (samples,)."""
-    return wrap_pad(load_audio(path, sample_rate), min_samples)
+    Files shorter than ``MIN_AUDIO_DURATION`` are an AudioError. Returns (samples,)."""
+    wav = load_audio(path, sample_rate, max_duration)
+    if wav.shape[0] < MIN_AUDIO_DURATION * sample_rate:
+        raise AudioError(f"{path}: {wav.shape[0]} samples ({1000 * wav.shape[0] / sample_rate:.1f} ms), too short "
+                         f"to embed (at least {MIN_AUDIO_DURATION:g} s)")
+    return wrap_pad(wav, min_samples)
 
 
 def wrap_pad(wav, num_samples):

@@ -20,6 +20,9 @@ class Utterance:
 
 def read_inputs(source):
     """Utterances of INPUT (a folder, a ``wav.scp`` or a list of paths), in order.
+    In a folder, every entry named like an audio file is an utterance, so
+    that one the reader cannot use (a broken link, a FIFO, a folder) is
+    reported with the reason instead of silently left out.
 
     Raises FileNotFoundError for a missing INPUT and ValueError naming the
     file and line of a malformed line, a duplicated id, or an empty INPUT.
@@ -29,7 +32,7 @@ def read_inputs(source):
         utterances = [
             Utterance(path.relative_to(source).with_suffix("").as_posix(), str(path), str(path))
             for path in sorted(source.rglob("*"))
-            if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+            if path.suffix.lower() in AUDIO_EXTENSIONS  # broken links, FIFOs, folders too: reported, not skipped
         ]
     elif source.is_file():
         if source.suffix.lower() in AUDIO_EXTENSIONS:

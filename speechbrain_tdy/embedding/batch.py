@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from speechbrain_tdy.dataio.audio import AudioError, load_utterance
+from speechbrain_tdy.dataio.audio import AudioError, check_regular_file, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
 from speechbrain_tdy.storage.atomic import write_text_atomically
 from speechbrain_tdy.storage.embeddings_file import NpyFolderOutput, NpzOutput
@@ -83,12 +83,16 @@ def embed_utterances(model, utterances, out, batch_size=1, num_workers=2, strict
     durations, readable = [], []
     for utterance in todo:
         try:
+            check_regular_file(utterance.path)  # before any open: a FIFO would block forever
             durations.append(sf.info(utterance.path).duration)
             readable.append(utterance)
+        except AudioError as error:
+            summary.bad.append((utterance, str(error)))
         except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
             summary.bad.append((utterance, f"{utterance.path}: cannot read the audio header ({error})"))
     _stop_if_strict(strict, summary)
-    read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples)
+    read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples,
+                   max_duration=model.max_duration)
     loader = DataLoader(AudioFiles(readable, read), batch_sampler=length_batches(durations, max_items=batch_size),
                         num_workers=num_workers, collate_fn=collate)
     bar = tqdm(total=len(readable), unit="file", disable=not progress)

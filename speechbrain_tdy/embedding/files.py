@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from speechbrain_tdy.dataio.audio import MIN_DURATION, evenly_spaced_crops, load_utterance
+from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION, evenly_spaced_crops, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_DURATION * 16000),
-                crop_samples=None, num_crops=10, batch_samples=None):
+                crop_samples=None, num_crops=10, batch_samples=None, max_duration=MAX_DURATION):
     """L2-normalised embeddings of audio files: the one way this package turns
     a file into an embedding (the interface's ``embed_file`` and
     ``verify_files``, ``verify.py`` and training's dev EER all call it).
@@ -50,7 +50,7 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
         path -> tensor (dim,) for whole utterances, (num_crops, dim) for crops.
     """
     def read(path):
-        return load_utterance(Path(root or "") / path, sample_rate, min_samples)
+        return load_utterance(Path(root or "") / path, sample_rate, min_samples, max_duration)
 
     embeddings = {}
     if crop_samples is not None:

@@ -19,9 +19,12 @@ import torch
 
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.export.model_folder import model_card, write_model_folder
-from speechbrain_tdy.lobes.registry import ARCHITECTURES, get_architecture
+from speechbrain_tdy.lobes.registry import ARCHITECTURES, MAX_MODEL_ELEMENTS, get_architecture
 from speechbrain_tdy.storage.model_files import check_state_dict, load_tensor_file
 
+#: Largest checkpoint of the authors' trainer loaded: float32 parameters of the
+#: largest model the registry allows, with its loss head and Adam's two moments.
+MAX_CHECKPOINT_BYTES = 4 * 4 * MAX_MODEL_ELEMENTS
 #: The authors' model names (aliases of the architectures).
 OFFICIAL_MODELS = tuple(arch.official_name for arch in ARCHITECTURES.values())
 
@@ -84,7 +87,7 @@ def read_official_state_dict(checkpoint):
         source = os.fspath(checkpoint)
         if not os.path.isfile(source):
             raise FileNotFoundError(f"{source}: no such checkpoint file")
-        checkpoint = load_tensor_file(source, "a PyTorch checkpoint")
+        checkpoint = load_tensor_file(source, "a PyTorch checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)
     if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
         checkpoint = checkpoint["model_state_dict"]
     if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):

@@ -22,12 +22,14 @@ The command line is :mod:`speechbrain_tdy.cli.gallery`.
 import hashlib
 import io
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.checks import checked_number
 
 #: The name ``identify`` gives to a recording that matches no enrolled speaker.
 UNKNOWN = "unknown"
@@ -81,10 +83,7 @@ class SpeakerGallery:
 
     def add(self, name, embeddings):
         """Enrol ``embeddings`` (n, dim), L2-normalised, for ``name`` (new or known)."""
-        if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
-            raise ValueError(f"A speaker name must be a non-empty string without surrounding spaces, got {name!r}")
-        if name == UNKNOWN:
-            raise ValueError(f"{UNKNOWN!r} is what identify() answers for unknown speakers; pick another name")
+        check_speaker_name(name, "A speaker name")
         embeddings = torch.as_tensor(embeddings, dtype=torch.float32).detach().cpu()
         if embeddings.dim() != 2 or embeddings.shape[0] == 0:
             raise ValueError(f"Expected embeddings of shape (n, dim) with n >= 1, got {tuple(embeddings.shape)}")
@@ -144,11 +143,19 @@ class SpeakerGallery:
             means, fingerprint = arrays["means"], arrays["fingerprint"] if "fingerprint" in arrays else None
         if means.ndim != 2 or means.shape[0] != len(speakers) or not np.isfinite(means).all():
             raise GalleryError(f"{matrix}: expected {len(speakers)} finite means, got an array of shape {means.shape}")
+        if fingerprint is not None and fingerprint.shape != (means.shape[1],):
+            raise GalleryError(f"{matrix}: means of dimension {means.shape[1]} with a model fingerprint of shape "
+                               f"{fingerprint.shape}: not one model's gallery")
         gallery = cls()
         gallery.fingerprint = None if fingerprint is None else torch.from_numpy(fingerprint)
         for (name, count), mean in zip(speakers, torch.from_numpy(means)):
-            if count < 1 or name in gallery:
-                raise GalleryError(f"{path}: speaker {name!r} is listed twice or with {count} recordings")
+            try:
+                check_speaker_name(name, "speaker name")
+                checked_number(count, f"speaker {name!r}: recordings", int, 1, 10**9)
+            except ValueError as error:
+                raise GalleryError(f"{path}: {error}") from None
+            if name in gallery:
+                raise GalleryError(f"{path}: speaker {name!r} is listed twice")
             gallery._means[name], gallery._counts[name] = mean, count
         return gallery
 
@@ -156,6 +163,19 @@ class SpeakerGallery:
         if name not in self._means:
             raise KeyError(f"No speaker {name!r} in the gallery (enrolled: {', '.join(self.names) or 'none'})")
         return name
+
+
+def check_speaker_name(name, what):
+    """ValueError unless ``name`` is a printable one-line name, not ``unknown``:
+    names are printed one per line by ``identify``, so a tab, newline or
+    terminal escape in one could forge output."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 256:
+        raise ValueError(f"{what} must be a non-empty string of at most 256 characters without surrounding "
+                         f"spaces, got {name!r:.80}")
+    if any(unicodedata.category(char)[0] == "C" for char in name):
+        raise ValueError(f"{what} must not hold control characters (tabs, newlines, escapes), got {name!r:.80}")
+    if name == UNKNOWN:
+        raise ValueError(f"{UNKNOWN!r} is what identify() answers for unknown speakers; pick another name")
 
 
 def _read_index(folder):
@@ -167,12 +187,15 @@ def _read_index(folder):
         raise FileNotFoundError(f"{path}: no such gallery file (create a gallery by enrolling a speaker)")
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-        speakers = [(entry["name"], int(entry["recordings"])) for entry in index["speakers"]]
+        speakers = [(entry["name"], entry["recordings"]) for entry in index["speakers"]]
         matrix, digest = Path(folder) / index["embeddings_file"], index["sha256"]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise GalleryError(f"{path}: not a speaker gallery ({type(error).__name__}: {error})") from error
-    if index.get("format") != FORMAT or matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
+    if index.get("format") != FORMAT:
         raise GalleryError(f"{path}: not a speaker gallery of this version (format {index.get('format')!r})")
+    if matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
+        raise GalleryError(f"{path}: names {str(index['embeddings_file'])!r:.80} as its embeddings file; a gallery's "
+                           "is an embeddings-*.npz in its own folder")
     try:
         data = matrix.read_bytes()
     except OSError as error:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.core import RunOptions
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
@@ -46,6 +47,11 @@ NO_CLASSIFIER = (
     "use encode_batch()/embed_file() for embeddings, verify_files()/verify_batch() to compare two recordings, "
     "or enroll() and identify() to name speakers from your own recordings"
 )
+
+
+#: SpeechBrain's run options (device, compile, jit, precision, distributed, ...):
+#: the caller's choice only; a model folder's hyperparams.yaml may not set them.
+RUN_OPTIONS = frozenset(RunOptions().as_dict()) - {"overridden_args"}
 
 
 class TDYSpeakerRecognition(SpeakerRecognition):
@@ -92,6 +98,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         if options is not None and self.onnx_model is None and not self.compile:  # run_opts compile: SpeechBrain's
             self.pipeline.compile_inference(**options)
         self.min_samples = int(settings["min_duration"] * self.sample_rate)
+        self.max_duration = settings["max_duration"]
         self.crop_frames = settings["crop_frames"]
         self.num_crops = settings["num_crops"]
         self.as_norm_top_n = settings["as_norm_top_n"]
@@ -144,6 +151,11 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         else:
             hparams = load_model_hparams(hparams_path, overrides)
         settings = check_settings(hparams, hparams_path)
+        ignored = sorted(RUN_OPTIONS & set(hparams))
+        if ignored:  # how to run is the caller's choice (run_opts=, compile=), never the folder's
+            warnings.warn(f"{hparams_path}: ignoring run options set by the model folder ({', '.join(ignored)}); "
+                          "pass run_opts= to choose them", stacklevel=2)
+            hparams = {key: value for key, value in hparams.items() if key not in RUN_OPTIONS}
         pretrainer = hparams.get("pretrainer")
         if pretrainer is None or "modules" not in hparams:
             raise ValueError(f"{hparams_path} defines no 'pretrainer' or 'modules': not a model folder's file")
@@ -162,10 +174,10 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     def encode_batch(self, wavs, wav_lens=None, normalize=False):
         """Embeddings (batch, 1, dim) of waveforms (batch, samples) or (samples,)
-        at 16 kHz, with relative lengths ``wav_lens`` (batch,) (None: all full).
-        ``normalize=True`` returns L2-normalised embeddings."""
+        at 16 kHz, with relative lengths ``wav_lens`` (batch,) in (0, 1] (None:
+        all full). ``normalize=True`` returns L2-normalised embeddings."""
         wavs = check_waveforms(wavs)
-        wav_lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens, dtype=torch.float)
+        wav_lens = check_lengths(wav_lens, wavs)
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
         if self.onnx_model is not None:
             embeddings = self.onnx_model(wavs, wav_lens).unsqueeze(1)
@@ -196,7 +208,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         return embed_files(
             lambda wavs, lens: self.encode_batch(wavs, lens)[:, 0], [path], sample_rate=self.sample_rate,
             min_samples=self.min_samples, crop_samples=crop_samples(crop_frames) if crop else None,
-            num_crops=num_crops,
+            num_crops=num_crops, max_duration=self.max_duration,
         )[path].to(self.device)
 
     def _crop_settings(self):
@@ -351,12 +363,28 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
 
 
+def check_lengths(wav_lens, wavs):
+    """Relative lengths (batch,) in (0, 1] for ``wavs`` (batch, samples), as a
+    float tensor (ones for None); ValueError for anything else."""
+    if wav_lens is None:
+        return torch.ones(wavs.shape[0])
+    wav_lens = torch.as_tensor(wav_lens, dtype=torch.float)
+    if wav_lens.dim() != 1 or wav_lens.shape[0] != wavs.shape[0]:
+        raise ValueError(f"wav_lens must hold one relative length per waveform: {wavs.shape[0]} waveforms, "
+                         f"wav_lens of shape {tuple(wav_lens.shape)}")
+    bad = ~(torch.isfinite(wav_lens) & (wav_lens > 0) & (wav_lens <= 1))
+    if bad.any():
+        raise ValueError(f"wav_lens must be relative lengths in (0, 1], got {wav_lens[bad].tolist()[:5]} "
+                         f"(batch items {torch.nonzero(bad)[:, 0].tolist()[:5]})")
+    return wav_lens
+
+
 def check_waveforms(wavs):
     """Waveforms as a float tensor (batch, samples); ValueError for anything else."""
     wavs = torch.as_tensor(wavs)
     if wavs.dim() == 1:
         wavs = wavs.unsqueeze(0)
-    if wavs.dim() != 2 or wavs.shape[1] == 0:
+    if wavs.dim() != 2 or wavs.shape[0] == 0 or wavs.shape[1] == 0:
         raise ValueError(f"Expected waveforms of shape (batch, samples) or (samples,), got {tuple(wavs.shape)}")
     if not torch.isfinite(wavs).all():
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(wavs))[:, 0]})

@@ -7,6 +7,7 @@ make the fetch step link or write outside ``savedir``; parameters and cohorts
 load with ``torch.load(weights_only=True)``; every number read is checked.
 """
 import re
+import zipfile
 from pathlib import Path
 
 import huggingface_hub
@@ -15,13 +16,17 @@ import torch.nn.functional as F
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
-from speechbrain_tdy.dataio.audio import MIN_DURATION
+from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION
 from speechbrain_tdy.storage.atomic import write_text_atomically
 from speechbrain_tdy.storage.checks import checked_number
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
 #: file names the source, so that another source is never served from it.
 SAVEDIR_MARKER = ".speechbrain_tdy_source"
+#: What a checkpoint may hold beyond its tensors' bytes (key names, pickled structure).
+CHECKPOINT_OVERHEAD_BYTES = 1 << 20
+#: Largest cohort loaded: a million 256-d float32 embeddings.
+MAX_COHORT_BYTES = 1 << 30
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -53,9 +58,10 @@ class ModelSource:
     """
 
     def __init__(self, source, savedir=None, local_strategy=LocalStrategy.SYMLINK, fetch_config=None):
-        self.source = str(source)
+        expanded = Path(str(source)).expanduser()
+        self.local = expanded.is_dir()
+        self.source = str(expanded) if self.local else str(source)  # "~/model" is a folder, for fetch too
         self.fetch_config = fetch_config or FetchConfig()
-        self.local = Path(self.source).expanduser().is_dir()
         if not self.local:
             check_hub_id(self.source)
         self.local_strategy = local_strategy
@@ -133,8 +139,26 @@ def check_state_dict(expected, given, description):
         raise CheckpointMismatchError(f"Checkpoint does not match {description}; " + "; ".join(problems))
 
 
-def load_tensor_file(path, what):
-    """``torch.load(path, weights_only=True)`` with errors naming ``path``."""
+def load_tensor_file(path, what, max_bytes):
+    """``torch.load(path, weights_only=True)`` with errors naming ``path``.
+
+    Before anything is read, ``path`` must be a regular file whose tensors
+    take at most ``max_bytes`` once loaded: a torch file is a zip archive,
+    and its entries' inflated sizes are read from the archive's directory, so
+    that a small file of compressed entries cannot inflate to gigabytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file")
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                size = sum(entry.file_size for entry in archive.infolist())
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"{path} is not {what}: a damaged archive ({error})") from error
+    if size > max_bytes:
+        raise ValueError(f"{path} would load {size:,} bytes, more than the {max_bytes:,} that {what} of this "
+                         "model may hold")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -154,7 +178,8 @@ def load_parameters(obj, path):
         return
     if not isinstance(obj, torch.nn.Module):
         raise TypeError(f"Cannot load {path} into a {type(obj).__name__}")
-    state = load_tensor_file(path, "a PyTorch checkpoint")
+    expected = sum(t.numel() * t.element_size() for t in obj.state_dict().values())
+    state = load_tensor_file(path, "a PyTorch checkpoint", max_bytes=2 * expected + CHECKPOINT_OVERHEAD_BYTES)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{path} is not a state dict of tensors")
     check_state_dict(obj.state_dict(), state, f"the {type(obj).__name__} built by hyperparams.yaml ({path})")
@@ -170,7 +195,7 @@ def read_cohort(path, emb_dim=None):
     Refuses anything but a finite (n >= 2, dim) tensor of non-zero rows that
     are not all the same (s-norm divides by the spread of cohort scores).
     """
-    cohort = load_tensor_file(path, "a tensor file")
+    cohort = load_tensor_file(path, "a cohort", max_bytes=MAX_COHORT_BYTES)
     if not torch.is_tensor(cohort) or cohort.dim() != 2 or (emb_dim and cohort.shape[1] != emb_dim):
         shape = tuple(cohort.shape) if torch.is_tensor(cohort) else type(cohort).__name__
         raise ValueError(f"{path}: expected cohort embeddings of shape (n, {emb_dim or 'dim'}), got {shape}")
@@ -192,6 +217,7 @@ SETTINGS = {
     "chunk_frames": (3000, int, 100, 10**6), "chunk_context_frames": (384, int, 0, 10**5),
     "min_duration": (MIN_DURATION, (int, float), 0.0, 60.0), "crop_frames": (400, int, 10, 10**5),
     "num_crops": (10, int, 1, 100), "as_norm_top_n": (100, int, 1, 10**6), "emb_dim": (None, int, 1, 8192),
+    "max_duration": (MAX_DURATION, (int, float), 1.0, 7 * 24 * 3600.0),
 }
 
 

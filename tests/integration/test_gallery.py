@@ -117,7 +117,7 @@ def test_a_save_killed_before_the_index_is_renamed_leaves_the_old_gallery(tmp_pa
     ("index_missing_key", r"gallery.json: not a speaker gallery \(KeyError"),
     ("matrix_changed", r"embeddings-.*\.npz: checksum differs from the one in .*gallery.json"),
     ("matrix_missing", r"gallery.json names embeddings-.*\.npz, which cannot be read"),
-    ("index_escapes", r"gallery.json: not a speaker gallery of this version"),
+    ("index_escapes", r"gallery.json: names '../embeddings-x.npz' as its embeddings file; a gallery's is an"),
 ])
 def test_damaged_gallery_files_are_named(tmp_path, damage, message):
     gallery = SpeakerGallery()
