@@ -69,11 +69,24 @@ class LockedError(FileExistsError):
 class Replaceable:
     """Which existing destination a writer may replace: ``check(path) -> bool``
     says whether the content of ``path`` proves it one of the writer's own
-    files (or folders); ``description`` names such a file in errors
-    ("an embeddings file of speechbrain-tdy embed")."""
+    files (or folders), or raises ValueError saying why it is not;
+    ``description`` names such a file in errors ("an embeddings file of
+    speechbrain-tdy embed")."""
 
     description: str
     check: Callable
+
+
+def starts_with(header):
+    """A :class:`Replaceable` check: the file begins with ``header`` (str, UTF-8),
+    the first line a writer puts in its text files to know them again."""
+    expected = header.encode("utf-8")
+
+    def check(path):
+        with open(path, "rb") as stream:
+            return stream.read(len(expected)) == expected
+
+    return check
 
 
 def check_destination(path, replace=None, folder=False):
