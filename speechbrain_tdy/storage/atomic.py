@@ -89,6 +89,20 @@ def starts_with(header):
     return check
 
 
+def readable_by(read):
+    """A :class:`Replaceable` check: ``read(path)``, a checked reader of the
+    writer's format, accepts the file (raises neither ValueError nor OSError)."""
+
+    def check(path):
+        try:
+            read(path)
+        except (ValueError, OSError):
+            return False
+        return True
+
+    return check
+
+
 def check_destination(path, replace=None, folder=False):
     """Refuse ``path`` as a destination (before any work is done) unless it is
     absent or, with ``replace``, a plain file (``folder``: a real folder) that

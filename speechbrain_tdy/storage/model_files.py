@@ -19,11 +19,14 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.dataio.audio import MIN_DURATION
 from speechbrain_tdy.scoring.scores import SCORE_NORMS
-from speechbrain_tdy.storage.atomic import write_text_atomically
+from speechbrain_tdy.storage.atomic import Replaceable, starts_with, write_text_atomically
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
 #: file names the source, so that another source is never served from it.
 SAVEDIR_MARKER = ".speechbrain_tdy_source"
+#: The marker a ModelSource may rewrite: one naming a source as ``identity`` does.
+MARKER = Replaceable(f"a {SAVEDIR_MARKER} file of TDYSpeakerRecognition",
+                     lambda path: starts_with("local folder ")(path) or starts_with("hub repository ")(path))
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_THRESHOLD_FILE_BYTES = 64 * 1024
 
@@ -86,7 +89,7 @@ class ModelSource:
             if marker.read_text(encoding="utf-8").strip() != self.identity:
                 self.fetch_config = FetchConfig(**{**vars(self.fetch_config), "overwrite": True})
         savedir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(marker, self.identity + "\n")
+        write_text_atomically(marker, self.identity + "\n", MARKER)
         return savedir
 
     def get(self, filename):
