@@ -313,16 +313,16 @@ def exclusive_lock(path, command):
     except FileExistsError:
         raise LockedError(f"{path} exists: another {command} is writing this output ({_holder(path)}), or one was "
                           f"killed. If none is running, remove {path} and run again") from None
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
     try:
-        os.write(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                 .encode("utf-8"))
+        os.write(handle, holder.encode("utf-8"))
         created = os.fstat(handle)
     finally:
         os.close(handle)
     try:
         yield path
-    finally:
-        if _same_file(path, created):
+    finally:  # ours if the same file still holds our line (a new lock may reuse a removed one's inode)
+        if _same_file(path, created) and path.read_text(encoding="utf-8", errors="replace") == holder:
             path.unlink()
 
 
