@@ -43,7 +43,7 @@ import soundfile as sf
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, lfilter
 
-from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import atomic_folder, atomic_path, write_text_atomically
 
 SAMPLE_RATE = 16000
 HOP = 160  # samples per label frame: frame i covers samples [HOP * i, HOP * (i + 1))
@@ -309,7 +309,9 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     Arguments
     ---------
     out_dir : str or Path
-        Output folder (created); existing files of the same names are overwritten.
+        Output folder: new, or empty. The corpus is written in a staging folder
+        beside it and renamed into place once complete; an existing folder
+        that holds anything is refused (OutputExistsError), never written into.
     n_speakers : int
         Speakers in all: ids id00001... in order train, dev, test.
     n_utterances : int
@@ -347,42 +349,43 @@ def generate_corpus(out_dir, n_speakers=58, n_utterances=16, seed=0, n_dev=None,
     n_train, n_dev, n_test = split_speakers(n_speakers, n_dev, n_test)
     seeds = np.random.SeedSequence(seed).spawn(n_speakers + 1)
     roles = ["train"] * n_train + ["dev"] * n_dev + ["test"] * n_test
-    write = functools.partial(
-        _write_speaker, out, n_utterances=n_utterances, sessions=sessions, durations=durations,
-        speaker_spread=speaker_spread, channel_strength=channel_strength,
-    )
-    jobs = list(enumerate(seeds[:n_speakers]))
-    with contextlib.ExitStack() as stack:
-        if workers > 1:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
-            written = pool.imap(_write_speaker_job, [(write, job) for job in jobs])  # in order, as they finish
-        else:
-            written = itertools.starmap(write, jobs)
-        written = list(_reporting(written, n_speakers, progress))
-    split = {"train": [], "dev": [], "test": []}
-    listed = {"dev": [], "test": []}
-    total_samples = 0
-    for role, (speaker_id, n_sessions, files, samples) in zip(roles, written):
-        split[role].append(speaker_id)
-        total_samples += samples
-        if role in listed:
-            listed[role].extend(files)
-        if verbose:
-            print(f"{speaker_id} ({role}): {n_sessions} sessions, {n_utterances} utterances", flush=True)
-    trial_rng = np.random.default_rng(seeds[-1])
-    n_trials = {}
-    for role in ("test", "dev"):
-        lines = make_trials(trial_rng, listed[role], trials_per_utterance)
-        write_text_atomically(out / f"veri_{role}.txt", "".join(line + "\n" for line in lines))
-        n_trials[role] = len(lines)
-    summary = {
-        "seed": seed, "n_speakers": n_speakers, "n_utterances": n_utterances, "sessions": list(sessions),
-        "durations": list(durations), "speaker_spread": speaker_spread, "channel_strength": channel_strength,
-        "trials_per_utterance": trials_per_utterance, "sample_rate": SAMPLE_RATE, "frame_hop": HOP,
-        "speakers": split, "n_files": n_speakers * n_utterances, "n_trials": n_trials,
-        "audio_seconds": round(total_samples / SAMPLE_RATE, 3),
-    }
-    write_text_atomically(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
+    with atomic_folder(out) as staging:  # a killed run leaves no half corpus at ``out``
+        write = functools.partial(
+            _write_speaker, staging, n_utterances=n_utterances, sessions=sessions, durations=durations,
+            speaker_spread=speaker_spread, channel_strength=channel_strength,
+        )
+        jobs = list(enumerate(seeds[:n_speakers]))
+        with contextlib.ExitStack() as stack:
+            if workers > 1:
+                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+                written = pool.imap(_write_speaker_job, [(write, job) for job in jobs])  # in order, as they finish
+            else:
+                written = itertools.starmap(write, jobs)
+            written = list(_reporting(written, n_speakers, progress))
+        split = {"train": [], "dev": [], "test": []}
+        listed = {"dev": [], "test": []}
+        total_samples = 0
+        for role, (speaker_id, n_sessions, files, samples) in zip(roles, written):
+            split[role].append(speaker_id)
+            total_samples += samples
+            if role in listed:
+                listed[role].extend(files)
+            if verbose:
+                print(f"{speaker_id} ({role}): {n_sessions} sessions, {n_utterances} utterances", flush=True)
+        trial_rng = np.random.default_rng(seeds[-1])
+        n_trials = {}
+        for role in ("test", "dev"):
+            lines = make_trials(trial_rng, listed[role], trials_per_utterance)
+            write_text_atomically(staging / f"veri_{role}.txt", "".join(line + "\n" for line in lines))
+            n_trials[role] = len(lines)
+        summary = {
+            "seed": seed, "n_speakers": n_speakers, "n_utterances": n_utterances, "sessions": list(sessions),
+            "durations": list(durations), "speaker_spread": speaker_spread, "channel_strength": channel_strength,
+            "trials_per_utterance": trials_per_utterance, "sample_rate": SAMPLE_RATE, "frame_hop": HOP,
+            "speakers": split, "n_files": n_speakers * n_utterances, "n_trials": n_trials,
+            "audio_seconds": round(total_samples / SAMPLE_RATE, 3),
+        }
+        write_text_atomically(staging / "corpus.json", json.dumps(summary, indent=2) + "\n")
     wall = time.perf_counter() - start_time
     summary.update(wall_seconds=wall, realtime_factor=total_samples / SAMPLE_RATE / wall)
     return summary
@@ -516,7 +519,7 @@ def main(argv=None):
             speaker_spread=args.speaker_spread, channel_strength=args.channel_strength,
             trials_per_utterance=args.trials_per_utterance, verbose=args.verbose, workers=args.workers,
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     split = summary["speakers"]
     print(f"{summary['n_files']} files, {summary['audio_seconds']:.0f} s of audio, speakers "

@@ -4,7 +4,7 @@
     speechbrain-tdy gallery MODEL GALLERY enroll|identify|list|remove ...
     speechbrain-tdy convert CHECKPOINT OUT_DIR --model ... --encoder-type ... --n-mels ...
     speechbrain-tdy export RUN_FOLDER OUT_DIR [--overwrite]
-    speechbrain-tdy onnx MODEL_FOLDER [OUT]
+    speechbrain-tdy onnx MODEL_FOLDER [OUT] [--overwrite]
     speechbrain-tdy analysis --model MODEL --data CORPUS --out OUT_DIR [...]
 
 ``speechbrain-tdy SUBCOMMAND --help`` lists each one's options.

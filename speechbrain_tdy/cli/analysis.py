@@ -32,7 +32,8 @@ from speechbrain_tdy.analysis.extract import attention_maps, frame_embeddings, f
 from speechbrain_tdy.analysis.phone_labels import read_phone_labels
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
-from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import Replaceable, check_destination, readable_by, write_text_atomically
+from speechbrain_tdy.storage.figures import FIGURE, save_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -126,9 +127,19 @@ def plot_attention(model, wav, layers, path):
 
 
 def _save(figure, path):
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
+
+
+def _read_results(path):
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(results, dict) or not isinstance(results.get("model"), dict) or "n_frames" not in results["model"]:
+        raise ValueError(f"{path}: not the results of speechbrain-tdy analysis")
+    return results
+
+
+#: The analysis.json a rerun may replace.
+RESULTS = Replaceable("the results of speechbrain-tdy analysis (JSON with model.n_frames)", readable_by(_read_results))
 
 
 def main(argv=None):
@@ -145,7 +156,7 @@ def main(argv=None):
 
     try:
         results = analyse(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(json.dumps(results, indent=2))
 
@@ -153,6 +164,8 @@ def main(argv=None):
 def analyse(args):
     """Run the analysis for parsed command-line ``args``; returns the numbers written."""
     out = Path(args.out)
+    for name, replace in (("tsne.png", FIGURE), ("attention.png", FIGURE), ("analysis.json", RESULTS)):
+        check_destination(out / name, replace)  # before any work: a rerun replaces only what it wrote
     out.mkdir(parents=True, exist_ok=True)
     utterances = test_utterances(args.data, args.speakers, args.utterances)
     sources = [("model", args.model)] + ([("baseline", args.baseline)] if args.baseline else [])
@@ -165,7 +178,7 @@ def analyse(args):
         if name == "model":
             plot_attention(model, utterances[0][1], args.layers, out / "attention.png")
     plot_tsne(rows, out / "tsne.png", args.seed)
-    write_text_atomically(out / "analysis.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomically(out / "analysis.json", json.dumps(results, indent=2) + "\n", RESULTS)
     return results
 
 

@@ -27,8 +27,14 @@ model's attention can amplify that). Finished batches are written at once under
 temporary names then renamed (``OUT.parts/`` for ``.npz``, merged at the
 end), so a killed run loses at most the batch in flight and a rerun skips
 what is done. Files that cannot be used are skipped and listed with the
-reason in ``OUT.bad_files.txt`` (``OUT/bad_files.txt`` for a folder);
-``--strict`` stops at the first one instead.
+reason in ``OUT.bad_files.txt`` (``OUT/bad_files.txt`` for a folder), the
+report of the last run that had one; ``--strict`` stops at the first one
+instead.
+
+One run at a time writes to OUT: it holds the lock file ``OUT.lock``, and a
+second run stops at once naming it (a run that was killed leaves it behind:
+remove it once no run is left). An existing OUT (or report) that this
+command did not write for the same model is refused, never replaced.
 """
 import argparse
 import sys
@@ -59,6 +65,8 @@ def main(argv=None):
           f"(model {summary.model_seconds:.1f} s, waiting for audio {summary.loader_wait_seconds:.1f} s) -> {args.out}")
     if summary.bad:
         print(f"Skipped files and the reasons: {summary.report}")
+    elif summary.report:
+        print(f"No file was skipped ({summary.report} says so now)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechbrain_tdy.inference.gallery import GALLERY_FILE, SpeakerGallery
+from speechbrain_tdy.inference.gallery import SpeakerGallery
 from speechbrain_tdy.inference.interface import TDYSpeakerRecognition
 
 
@@ -45,32 +45,34 @@ def main(argv=None):
 
 
 def run(args):
-    """Carry out one parsed command line of :func:`main`."""
+    """Carry out one parsed command line of :func:`main`. ``enroll`` and
+    ``remove`` hold the gallery's lock from reading it to saving it, so that
+    a second command changing it at the same time stops at once instead of
+    losing a change."""
     folder = Path(args.gallery)
-    exists = (folder / GALLERY_FILE).is_file()
-    gallery = SpeakerGallery.load(folder) if exists or args.command != "enroll" else SpeakerGallery()
     if args.command == "list":
+        gallery = SpeakerGallery.load(folder)
         for name in gallery.names:
             print(f"{name}\t{gallery.recordings(name)}")
         return
     if args.command == "remove":
-        gallery.remove(args.name)
-        gallery.save(folder)
+        with SpeakerGallery.editing(folder, create=False) as gallery:
+            gallery.remove(args.name)
         print(f"Removed {args.name} from {folder}")
         return
     model = TDYSpeakerRecognition.from_hparams(source=args.model, run_opts={"device": args.device})
-    model.gallery = gallery
     if args.command == "enroll":
-        model.enroll(args.name, args.files)
-        gallery.save(folder)
+        with SpeakerGallery.editing(folder) as gallery:
+            model.gallery = gallery
+            model.enroll(args.name, args.files)
         print(f"Enrolled {len(args.files)} recording(s) of {args.name} in {folder} "
               f"({gallery.recordings(args.name)} in all)")
         return
+    model.gallery = SpeakerGallery.load(folder)
     score_norm = None if args.score_norm == "none" else args.score_norm
     for path in args.files:
         names, scores = model.identify(path, top_k=args.top_k, threshold=args.threshold, score_norm=score_norm)
         print("\t".join([path] + [f"{name} {score:.4f}" for name, score in zip(names, scores.tolist())]))
-
 
 if __name__ == "__main__":
     main()

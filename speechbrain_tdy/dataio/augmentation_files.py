@@ -49,7 +49,10 @@ def folder_to_csv(folder, csv_file):
 
 def write_synthetic_noise_and_rirs(out_dir, n_noises=8, n_rirs=8, sample_rate=16000, seed=0):
     """Coloured noises (3 s) in ``out_dir/noise`` and exponentially decaying
-    impulse responses (RT60 0.2-0.8 s) in ``out_dir/rir``. Returns both folders."""
+    impulse responses (RT60 0.2-0.8 s) in ``out_dir/rir``. Returns both folders.
+
+    A file already there (``noise_000.wav``, ..., of an earlier, killed run or
+    of the user) is kept, never replaced."""
     rng = np.random.default_rng(seed)
     noise_dir, rir_dir = Path(out_dir) / "noise", Path(out_dir) / "rir"
     noise_dir.mkdir(parents=True, exist_ok=True)
@@ -60,11 +63,19 @@ def write_synthetic_noise_and_rirs(out_dir, n_noises=8, n_rirs=8, sample_rate=16
         spectrum = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
         spectrum *= np.maximum(freqs, 50.0) ** (slope / 2)
         noise = np.fft.irfft(spectrum, n=3 * sample_rate)
-        sf.write(noise_dir / f"noise_{i:03d}.wav", 0.3 * noise / np.abs(noise).max(), sample_rate, subtype="PCM_16")
+        _write_new_wav(noise_dir / f"noise_{i:03d}.wav", 0.3 * noise / np.abs(noise).max(), sample_rate)
     for i in range(n_rirs):
         rt60 = rng.uniform(0.2, 0.8)
         t = np.arange(int(rt60 * sample_rate)) / sample_rate
         rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
         rir[0] = 1.0
-        sf.write(rir_dir / f"rir_{i:03d}.wav", 0.9 * rir / np.abs(rir).max(), sample_rate, subtype="PCM_16")
+        _write_new_wav(rir_dir / f"rir_{i:03d}.wav", 0.9 * rir / np.abs(rir).max(), sample_rate)
     return str(noise_dir), str(rir_dir)
+
+
+def _write_new_wav(path, samples, sample_rate):
+    """A 16-bit wav at ``path``, unless something is there already (kept)."""
+    if os.path.lexists(path):
+        return
+    with atomic_path(path) as partial:
+        sf.write(partial, samples, sample_rate, subtype="PCM_16")

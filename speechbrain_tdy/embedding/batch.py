@@ -11,8 +11,19 @@ from tqdm import tqdm
 
 from speechbrain_tdy.dataio.audio import AudioError, check_regular_file, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
-from speechbrain_tdy.storage.atomic import write_text_atomically
-from speechbrain_tdy.storage.embeddings_file import NpyFolderOutput, NpzOutput
+from speechbrain_tdy.storage.atomic import (
+    Replaceable,
+    check_destination,
+    exclusive_lock,
+    starts_with,
+    write_text_atomically,
+)
+from speechbrain_tdy.storage.embeddings_file import NpyFolderOutput, NpzOutput, lock_path
+
+#: First line of the bad-files report; a report is replaced only if it begins with it.
+REPORT_HEADER = "# speechbrain-tdy embed: files that could not be used (source<TAB>reason)\n"
+REPORT = Replaceable("a bad-files report of speechbrain-tdy embed (first line: " + REPORT_HEADER.strip() + ")",
+                     starts_with(REPORT_HEADER))
 
 
 class AudioFiles(Dataset):
@@ -51,9 +62,9 @@ def collate(items):
 @dataclass
 class Summary:
     """What :func:`embed_utterances` did: counts, the bad files [(Utterance,
-    reason)] and their report file, and where the time went."""
+    reason)], the report file written (None if none was), and where the time went."""
 
-    report: Path
+    report: Path = None
     embedded: int = 0
     already_done: int = 0
     bad: list = field(default_factory=list)
@@ -72,14 +83,27 @@ def embed_utterances(model, utterances, out, batch_size=1, num_workers=2, strict
     durations are faster and equal up to float rounding, which a TDY
     model's attention can amplify.
 
-    Files that cannot be used are listed in the output's ``bad_files.txt``
-    with the reason; with ``strict`` the first one raises AudioError instead.
+
+    One run at a time writes to ``out``: a second one stops at once with
+    LockedError naming the lock file ``OUT.lock``. An existing ``out`` that is
+    not an output of this command for the same model, or an existing report
+    that it did not write, is refused before any work. Files that cannot be
+    used are listed in the output's ``bad_files.txt`` with the reason (an
+    earlier run's report is replaced by this run's, never deleted); with
+    ``strict`` the first one raises AudioError instead.
     """
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(lock_path(out), "speechbrain-tdy embed"):
+        return _embed_utterances(model, utterances, out, batch_size, num_workers, strict, progress)
+
+
+def _embed_utterances(model, utterances, out, batch_size, num_workers, strict, progress):
     fingerprint = model.fingerprint().numpy()
     output = NpzOutput(out, fingerprint) if str(out).endswith(".npz") else NpyFolderOutput(out, fingerprint, utterances)
+    check_destination(output.report, REPORT)
     done = output.finished()
     todo = [u for u in utterances if u.id not in done]
-    summary = Summary(output.report, already_done=len(utterances) - len(todo))
+    summary = Summary(already_done=len(utterances) - len(todo))
     durations, readable = [], []
     for utterance in todo:
         try:
@@ -115,7 +139,8 @@ def embed_utterances(model, utterances, out, batch_size=1, num_workers=2, strict
         bar.update(len(indices) + len(failures))
     bar.close()
     output.close([u.id for u in utterances])
-    write_report(output.report, summary.bad)
+    if summary.bad or output.report.is_file():  # an earlier run's report is replaced by this run's
+        summary.report = write_report(output.report, summary.bad)
     return summary
 
 
@@ -125,8 +150,10 @@ def _stop_if_strict(strict, summary):
 
 
 def write_report(path, bad):
-    """``source<TAB>reason`` per bad file; an empty run removes the previous report."""
-    if bad:
-        write_text_atomically(path, "".join(f"{utterance.source}\t{reason}\n" for utterance, reason in bad))
-    elif path.is_file():
-        path.unlink()
+    """Write the report of one run to ``path``: :data:`REPORT_HEADER`, then
+    ``source<TAB>reason`` per bad file (none: a clean run). Replaces only a
+    report of this command; returns ``path``."""
+    lines = "".join(f"{utterance.source}\t{reason}\n" for utterance, reason in bad)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a folder OUT that no embedding was written to
+    write_text_atomically(path, REPORT_HEADER + lines, REPORT)
+    return path

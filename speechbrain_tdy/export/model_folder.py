@@ -10,12 +10,13 @@
 The front end normalises each recording on its own (instance norm), so there
 are no normalisation statistics to ship. Used by ``speechbrain_tdy.export``
 (recipe outputs) and ``speechbrain_tdy.convert`` (the authors' checkpoints).
-A folder is written under a temporary name, checked by loading it through
+A folder is written under a fresh temporary name, checked by loading it through
 :class:`~speechbrain_tdy.inference.TDYSpeakerRecognition` and comparing
-embeddings with the source model, and only then renamed into place.
+embeddings with the source model, and only then renamed into place; an
+existing folder is replaced only with ``overwrite`` and only if it holds
+nothing but model-folder files (:data:`MODEL_FOLDER`).
 """
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,27 +24,31 @@ import torch
 
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.scoring.calibration import write_calibration
+from speechbrain_tdy.storage.atomic import OutputExistsError, Replaceable, atomic_folder, check_destination
 from speechbrain_tdy.storage.model_files import MODEL_FOLDER_FILES, is_model_folder
+
+#: What ``overwrite`` may replace: a folder holding nothing but model-folder files.
+MODEL_FOLDER = Replaceable(f"a model folder (a folder holding nothing but {', '.join(sorted(MODEL_FOLDER_FILES))})",
+                           is_model_folder)
 
 
 def check_output_folder(out_dir, overwrite=False, inputs=()):
-    """Refuse to write a model folder to ``out_dir`` where that could destroy
-    anything else: an existing path (unless ``overwrite`` and it is a model
-    folder), a symlink, or a folder holding one of the ``inputs``."""
+    """Refuse, before any work, to write a model folder to ``out_dir`` where that
+    could destroy anything else: an existing path (unless ``overwrite`` and it
+    is a model folder), a symlink, or a folder holding one of the ``inputs``.
+    :func:`write_model_folder` checks again when it puts the folder in place."""
     out_dir = Path(out_dir)
     resolved = out_dir.resolve()
     for path in inputs:
         path = Path(path).resolve()
         if path == resolved or resolved in path.parents:
             raise ValueError(f"The input {path} lies inside the output folder {out_dir}; write elsewhere")
-    if out_dir.is_symlink():
-        raise FileExistsError(f"{out_dir} is a symbolic link; give the path of a new folder")
-    if out_dir.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder there")
-        if not is_model_folder(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a model folder (only a folder holding nothing but "
-                                  f"{', '.join(sorted(MODEL_FOLDER_FILES))} is replaced); nothing was changed")
+    try:
+        check_destination(out_dir, MODEL_FOLDER if overwrite else None, folder=True)
+    except OutputExistsError as error:
+        if overwrite:
+            raise
+        raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder there") from error
 
 
 def write_model_folder(out_dir, architecture, values, embedding_model, reference, model_card, calibration=None,
@@ -51,9 +56,11 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
     """Write a model folder to ``out_dir`` and check it.
 
     The folder is written and checked in a fresh staging folder beside
-    ``out_dir`` and renamed into place; on any error the staging folder is
-    removed and ``out_dir`` is as it was. See :func:`check_output_folder` for
-    what ``overwrite`` may replace.
+    ``out_dir`` and renamed into place (:func:`~speechbrain_tdy.storage.atomic.atomic_folder`):
+    ``out_dir`` is claimed by that rename, so a folder that appears there in
+    the meantime is never replaced; with ``overwrite``, a model folder there is
+    checked again when it is replaced, and only its model-folder files are
+    deleted. On any error ``out_dir`` is as it was.
 
     Arguments
     ---------
@@ -81,9 +88,7 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
     """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite, inputs)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
-    try:
+    with atomic_folder(out_dir, MODEL_FOLDER if overwrite else None) as staging:
         torch.save(embedding_model.state_dict(), staging / "embedding_model.ckpt")
         if calibration is not None:
             write_calibration(staging / "threshold.json", calibration)
@@ -98,21 +103,7 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
         (staging / "hyperparams.yaml").write_text(text, encoding="utf-8")
         (staging / "README.md").write_text(model_card, encoding="utf-8")
         check_model_folder(staging, reference)
-        _replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
-
-
-def _replace(staging, out_dir):
-    """Rename ``staging`` to ``out_dir``, removing the model folder there (checked by the caller)."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-    out_dir.rename(old / out_dir.name)
-    staging.rename(out_dir)
-    shutil.rmtree(old)
 
 
 def check_model_folder(folder, reference, atol=1e-4):

@@ -7,9 +7,18 @@ A gallery is a folder holding ``gallery.json`` (names, recording counts, the
 embedding size) and ``embeddings-<sha256>.npz`` (the means as a float32
 matrix, and the enrolling model's ``fingerprint()``, its embedding of a fixed
 probe signal, to refuse a gallery enrolled with another model). Nothing is
-pickled. Files are written under temporary names and renamed;
-``gallery.json`` is renamed last and names the matrix by its checksum, so a
-killed command leaves the previous gallery intact. In Python::
+pickled. Files are written by :mod:`speechbrain_tdy.storage.atomic`'s rule
+(fresh temporary names, then renames); ``gallery.json`` is renamed last and
+names the matrix by its checksum, so a killed command leaves the previous
+gallery intact. ``gallery.json`` also lists, with their checksums, the
+matrices a save wrote that the gallery no longer uses (``unused_files``):
+before writing a new matrix a save lists it there, and after the new index
+is in place it deletes them, so a save that replaces a gallery, killed at any
+point, leaves no matrix behind that the next save does not delete (the first
+save into a folder has no index to list it in yet); no other file is ever
+deleted.
+One command at a time changes a gallery: it holds ``gallery.lock`` in the
+folder (:meth:`SpeakerGallery.editing`). In Python::
 
     model = TDYSpeakerRecognition.from_hparams(source="my_model")
     model.gallery = SpeakerGallery.load("speakers")     # or a new SpeakerGallery()
@@ -19,6 +28,7 @@ killed command leaves the previous gallery intact. In Python::
 
 The command line is :mod:`speechbrain_tdy.cli.gallery`.
 """
+import contextlib
 import hashlib
 import io
 import json
@@ -28,12 +38,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import (
+    Replaceable,
+    check_destination,
+    exclusive_lock,
+    write_bytes_atomically,
+    write_text_atomically,
+)
 from speechbrain_tdy.storage.checks import checked_number
 
 #: The name ``identify`` gives to a recording that matches no enrolled speaker.
 UNKNOWN = "unknown"
 GALLERY_FILE = "gallery.json"
+LOCK_FILE = "gallery.lock"
 FORMAT = "speechbrain-tdy speaker gallery 1"
 
 
@@ -106,12 +123,38 @@ class SpeakerGallery:
 
     def save(self, folder):
         """Write the gallery to ``folder`` (created if needed) without ever
-        leaving a half-written gallery there. Of the files already there, only
-        the matrix that the previous ``gallery.json`` names, and whose checksum
-        it holds, is replaced."""
+        leaving a half-written gallery there, holding the folder's lock
+        (LockedError if another command holds it). Of the files already
+        there, only ``gallery.json`` (if it is a gallery's) and the matrices
+        it names with their checksums are replaced or deleted."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        previous = _saved_matrix(folder)
+        with exclusive_lock(folder / LOCK_FILE, "gallery command"):
+            self._write(folder)
+
+    @classmethod
+    @contextlib.contextmanager
+    def editing(cls, folder, create=True):
+        """Context manager for one change of the gallery in ``folder``: holds
+        its lock (a second editor gets LockedError at once, so no change is
+        lost), yields the gallery and saves it if the block ends without an
+        error. A folder without a gallery gives a new one with ``create``,
+        else FileNotFoundError."""
+        folder = Path(folder)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not (folder / GALLERY_FILE).is_file():
+            raise _missing(folder)
+        with exclusive_lock(folder / LOCK_FILE, "gallery command"):
+            gallery = cls.load(folder) if (folder / GALLERY_FILE).is_file() else cls()
+            yield gallery
+            gallery._write(folder)
+
+    def _write(self, folder):
+        """The save itself, the lock held: intent, matrix, index, clean-up (see the module docstring)."""
+        index_path = folder / GALLERY_FILE
+        check_destination(index_path, INDEX)
+        previous = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else None
         buffer = io.BytesIO()
         arrays = {"means": self.means().numpy().astype(np.float32)}
         if self.fingerprint is not None:
@@ -120,18 +163,23 @@ class SpeakerGallery:
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         matrix = f"embeddings-{digest[:16]}.npz"
-        with atomic_path(folder / matrix) as partial:
-            partial.write_bytes(data)
+        unused = _unused_files(folder, previous, keep=matrix)
+        if previous is not None and previous["embeddings_file"] != matrix:
+            # Listed before it exists: a save killed before the new index names it leaves a file the next one deletes.
+            intent = dict(previous, unused_files=unused + [{"file": matrix, "sha256": digest}])
+            write_text_atomically(index_path, json.dumps(intent, indent=2) + "\n", INDEX)
+        write_bytes_atomically(folder / matrix, data, _matrix_with_digest(digest))
         index = {
             "format": FORMAT,
             "dim": self.dim,
             "embeddings_file": matrix,
             "sha256": digest,
             "speakers": [{"name": name, "recordings": self._counts[name]} for name in self.names],
+            "unused_files": unused,
         }
-        write_text_atomically(folder / GALLERY_FILE, json.dumps(index, indent=2) + "\n")
-        if previous is not None and previous.name != matrix:
-            previous.unlink(missing_ok=True)
+        write_text_atomically(index_path, json.dumps(index, indent=2) + "\n", INDEX)
+        for entry in unused:
+            _delete_if_unchanged(folder / entry["file"], entry["sha256"])
 
     @classmethod
     def load(cls, folder):
@@ -184,7 +232,7 @@ def _read_index(folder):
     FileNotFoundError or GalleryError naming the file and the problem."""
     path = Path(folder) / GALLERY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such gallery file (create a gallery by enrolling a speaker)")
+        raise _missing(folder)
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
         speakers = [(entry["name"], entry["recordings"]) for entry in index["speakers"]]
@@ -205,11 +253,47 @@ def _read_index(folder):
     return speakers, matrix, data
 
 
-def _saved_matrix(folder):
-    """The matrix file that ``folder``'s gallery.json names, if :meth:`SpeakerGallery.save`
-    wrote both (a plain file, not a link, that :func:`_read_index` accepts); None otherwise."""
+def _missing(folder):
+    return FileNotFoundError(f"{Path(folder) / GALLERY_FILE}: no such gallery file (create a gallery by enrolling "
+                             "a speaker)")
+
+
+def _is_index(path):
     try:
-        _, matrix, _ = _read_index(folder)
-    except (OSError, GalleryError):
-        return None
-    return None if matrix.is_symlink() or not matrix.is_file() else matrix
+        index = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and index.get("format") == FORMAT and isinstance(index.get("embeddings_file"), str)
+
+
+#: The gallery.json a save may replace: one of this format.
+INDEX = Replaceable(f"a speaker gallery index (format {FORMAT!r})", _is_index)
+
+
+def _matrix_with_digest(digest):
+    """The matrix a save may replace: a file of the very same content (the same save again)."""
+    return Replaceable(f"the gallery matrix of checksum {digest}",
+                       lambda path: hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest)
+
+
+def _unused_files(folder, index, keep):
+    """[{"file", "sha256"}] that the gallery ``index`` (a dict, or None) names
+    as no longer used, with its matrix; those still present, except ``keep``."""
+    if index is None:
+        return []
+    listed = index.get("unused_files")
+    entries = [{"file": index["embeddings_file"], "sha256": index.get("sha256")}] + (
+        listed if isinstance(listed, list) else [])
+    named = {}
+    for entry in entries:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name != keep and Path(name).name == name and (folder / name).is_file():
+            named.setdefault(name, {"file": name, "sha256": entry.get("sha256")})
+    return list(named.values())
+
+
+def _delete_if_unchanged(path, digest):
+    """Delete ``path`` if it is a plain file whose checksum is ``digest`` (what a save wrote there)."""
+    if path.is_symlink() or not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        return
+    path.unlink()

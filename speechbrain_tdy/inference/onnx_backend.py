@@ -4,6 +4,8 @@ import torch
 
 #: File name of a model folder's ONNX export (``speechbrain-tdy onnx``).
 ONNX_FILE = "embedding_model.onnx"
+#: Input and output names of the graph.
+GRAPH_INPUTS, GRAPH_OUTPUTS = ["wavs", "wav_lens"], ["embeddings"]
 
 
 class OnnxEmbeddingModel:
@@ -30,7 +32,7 @@ class OnnxEmbeddingModel:
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
             raise ValueError(f"{path}: not an ONNX model that onnxruntime can load ({error})") from error
         names = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
-        if names != (["wavs", "wav_lens"], ["embeddings"]):
+        if names != (GRAPH_INPUTS, GRAPH_OUTPUTS):
             raise ValueError(f"{path}: expected inputs (wavs, wav_lens) and output embeddings, got {names}")
         self.path = path
 

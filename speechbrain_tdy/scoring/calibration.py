@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from speechbrain_tdy.scoring.scores import SCORE_NORMS
-from speechbrain_tdy.storage.atomic import write_text_atomically
+from speechbrain_tdy.storage.atomic import Replaceable, readable_by, write_text_atomically
 from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.model_files import SETTINGS, checked_setting
 
@@ -126,5 +126,10 @@ def read_calibration(path):
 
 
 def write_calibration(path, calibration):
-    """Write ``calibration`` to ``path`` (a threshold.json), atomically."""
-    write_text_atomically(path, json.dumps(calibration.to_json(), indent=2) + "\n")
+    """Write ``calibration`` to ``path`` (a threshold.json), atomically,
+    replacing only a file that reads as a calibration."""
+    write_text_atomically(path, json.dumps(calibration.to_json(), indent=2) + "\n", CALIBRATION)
+
+
+#: What :func:`write_calibration` may replace: a file :func:`read_calibration` reads.
+CALIBRATION = Replaceable("a decision threshold file (threshold.json)", readable_by(read_calibration))

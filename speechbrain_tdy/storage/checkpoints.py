@@ -9,9 +9,8 @@ not exist, and a killed run resumes from the last complete checkpoint.
 """
 import logging
 import os
-import shutil
 
-from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
 
 STAGING_PREFIX = ".partial-"
@@ -54,9 +53,18 @@ class AtomicCheckpointer(Checkpointer):
         return Checkpoint(self._final_dir, checkpoint.meta, paramfiles)
 
     def remove_partial_checkpoints(self):
-        """Delete staging folders left by a process killed while saving."""
+        """Delete staging folders left by a process killed while saving: a
+        ``.partial-CKPT+...`` folder holding nothing but files a checkpoint of
+        this checkpointer holds (``CKPT.yaml``, ``<recoverable>.ckpt``); any
+        other folder of that pattern is left alone."""
         if not self.checkpoints_dir.is_dir():
             return
+        names = {METAFNAME} | {name + PARAMFILE_EXT for name in self.recoverables}
         for path in self.checkpoints_dir.iterdir():
-            if path.name.startswith(STAGING_PREFIX):
-                shutil.rmtree(path, ignore_errors=True)
+            if not path.name.startswith(f"{STAGING_PREFIX}{CKPT_PREFIX}+") or path.is_symlink() or not path.is_dir():
+                continue
+            entries = list(path.iterdir())
+            if all(entry.name in names and entry.is_file() and not entry.is_symlink() for entry in entries):
+                for entry in entries:
+                    entry.unlink()
+                path.rmdir()

@@ -17,7 +17,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION
-from speechbrain_tdy.storage.atomic import write_text_atomically
+from speechbrain_tdy.storage.atomic import Replaceable, starts_with, write_text_atomically
 from speechbrain_tdy.storage.checks import checked_number
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
@@ -27,6 +27,9 @@ SAVEDIR_MARKER = ".speechbrain_tdy_source"
 CHECKPOINT_OVERHEAD_BYTES = 1 << 20
 #: Largest cohort loaded: a million 256-d float32 embeddings.
 MAX_COHORT_BYTES = 1 << 30
+#: The marker a ModelSource may rewrite: one naming a source as ``identity`` does.
+MARKER = Replaceable(f"a {SAVEDIR_MARKER} file of TDYSpeakerRecognition",
+                     lambda path: starts_with("local folder ")(path) or starts_with("hub repository ")(path))
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -89,7 +92,7 @@ class ModelSource:
             if marker.read_text(encoding="utf-8").strip() != self.identity:
                 self.fetch_config = FetchConfig(**{**vars(self.fetch_config), "overwrite": True})
         savedir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(marker, self.identity + "\n")
+        write_text_atomically(marker, self.identity + "\n", MARKER)
         return savedir
 
     def get(self, filename):

@@ -220,7 +220,7 @@ def test_bad_files_are_skipped_and_reported_with_the_reason(model, with_bad_file
                                progress=False)
     assert summary.embedded == 2 and len(summary.bad) == 4
     report = (tmp_path / "emb.bad_files.txt").read_text().splitlines()
-    assert len(report) == 4
+    assert report[0].startswith("# speechbrain-tdy embed") and len(report) == 1 + 4
     for line_number, (name, reason) in enumerate(bad.items(), start=2):
         line = next(line for line in report if line.startswith(f"{listing}:{line_number}\t"))
         assert str(tmp_path / name) in line and reason in line

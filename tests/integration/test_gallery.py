@@ -103,7 +103,7 @@ def test_a_save_killed_before_the_index_is_renamed_leaves_the_old_gallery(tmp_pa
     gallery.save(tmp_path / "g")
     gallery.add("b", torch.ones(1, 4))
 
-    def killed(path, text):
+    def killed(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(gallery_module, "write_text_atomically", killed)

@@ -22,6 +22,7 @@ it. A run without a checkpoint is an error unless ``allow_untrained: True``
 checkpoint scored.
 """
 import datetime
+import io
 import json
 import logging
 import random
@@ -40,10 +41,18 @@ from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
-from speechbrain_tdy.scoring.calibration import Calibration, write_calibration
+from speechbrain_tdy.scoring.calibration import CALIBRATION, Calibration, write_calibration
 from speechbrain_tdy.scoring.metrics import error_rates
 from speechbrain_tdy.scoring.scores import score_trials
-from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import (
+    Replaceable,
+    check_destination,
+    readable_by,
+    write_bytes_atomically,
+    write_text_atomically,
+)
+from speechbrain_tdy.storage.figures import FIGURE, save_figure
+from speechbrain_tdy.storage.model_files import read_cohort
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 matplotlib.use("Agg")
@@ -102,16 +111,47 @@ def cohort_embeddings(embed, train_csv, size, seed, sample_rate, batch_samples=N
     return torch.stack([embeddings[p] for p in paths])
 
 
+def read_scores(path):
+    """[(enrol, test, label, score)] of a scores.txt of this script; ValueError naming the line otherwise."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if len(fields) != 4 or fields[2] not in ("0", "1"):
+            raise ValueError(f"{path}:{number}: expected 'enrol test label score'")
+        rows.append((fields[0], fields[1], int(fields[2]), float(fields[3])))
+    return rows
+
+
+def read_results(path):
+    """The results.json of this script; ValueError naming the file otherwise."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(results, dict) or not {"EER", "minDCF", "n_trials"} <= set(results):
+        raise ValueError(f"{path}: not the results of verify.py")
+    return results
+
+
+#: What a rerun may replace: this script's own outputs, known by their content.
+SCORES = Replaceable("the scores of verify.py ('enrol test label score' per line)", readable_by(read_scores))
+RESULTS = Replaceable("the results of verify.py (JSON with EER, minDCF, n_trials)", readable_by(read_results))
+COHORT = Replaceable("cohort embeddings (a tensor file)", readable_by(read_cohort))
+
+
+def outputs(output_folder, run_folder):
+    """{path: Replaceable} of every file this script writes."""
+    return {output_folder / "scores.txt": SCORES, output_folder / "results.json": RESULTS,
+            output_folder / "det.png": FIGURE, run_folder / "threshold.json": CALIBRATION,
+            run_folder / "cohort_embeddings.pt": COHORT}
+
+
 def write_outputs(output_folder, trials, scores, labels, results):
     """scores.txt, results.json and det.png, each written atomically."""
     output_folder.mkdir(parents=True, exist_ok=True)
     lines = [f"{t.enrol} {t.test} {t.label} {s:.9g}\n" for t, s in zip(trials, scores.tolist())]  # exact float32
-    write_text_atomically(output_folder / "scores.txt", "".join(lines))
-    write_text_atomically(output_folder / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomically(output_folder / "scores.txt", "".join(lines), SCORES)
+    write_text_atomically(output_folder / "results.json", json.dumps(results, indent=2) + "\n", RESULTS)
     display = DetCurveDisplay.from_predictions(labels, scores.numpy(), name=f"EER {results['EER']:.2f}%")
     display.ax_.set_title("DET curve")
-    with atomic_path(output_folder / "det.png") as partial:
-        display.figure_.savefig(partial)
+    save_figure(display.figure_, output_folder / "det.png")
     return results
 
 
@@ -121,6 +161,8 @@ def main(argv):
         hparams = load_hyperpyyaml(stream, overrides)
     device = run_opts.get("device", "cpu")
     run_folder = Path(hparams["train_output_folder"])
+    for path, replace in outputs(Path(hparams["output_folder"]), run_folder).items():
+        check_destination(path, replace)  # before any work: a rerun replaces only what it wrote
     embed, run = load_trained_model(run_folder, device, hparams["allow_untrained"])
     crop_length = crop_samples(hparams["crop_frames"]) if hparams["crop"] else None
     score_norm = hparams["score_norm"]
@@ -131,8 +173,9 @@ def main(argv):
     if score_norm:
         cohort = cohort_embeddings(embed, run.save_folder / "train.csv", hparams["cohort_size"], hparams["seed"],
                                    hparams["sample_rate"], batch_samples)
-        with atomic_path(run_folder / "cohort_embeddings.pt") as partial:
-            torch.save(cohort, partial)
+        buffer = io.BytesIO()
+        torch.save(cohort, buffer)
+        write_bytes_atomically(run_folder / "cohort_embeddings.pt", buffer.getvalue(), COHORT)
 
     def score_list(trial_file):
         check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],

@@ -50,7 +50,14 @@ import soundfile as sf
 
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials, speaker_of
-from speechbrain_tdy.storage.atomic import atomic_path, write_text_atomically
+from speechbrain_tdy.storage.atomic import (
+    Replaceable,
+    atomic_path,
+    check_destination,
+    readable_by,
+    starts_with,
+    write_text_atomically,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ OPTIONS_FILE = "prepare_options.json"
 BAD_AUDIO_FILE = "bad_audio.txt"
 CSV_HEADER = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 TRIAL_CSVS = ("veri_test.csv", "enrol.csv", "test.csv")
+REPORT_HEADER = "# voxceleb_prepare: audio files left out (path<TAB>reason)\n"
 AUDIO_EXTENSIONS = (".wav", ".m4a")
 M4A_HINT = (
     "VoxCeleb2's m4a files must be converted to 16 kHz mono wav first, e.g. one file:\n"
@@ -159,6 +167,10 @@ def prepare_voxceleb(
     if _is_prepared(save_folder, options, fingerprint, outputs.values()):
         logger.info("VoxCeleb CSVs in %s are up to date, skipping preparation", save_folder)
         return {name: str(path) for name, path in outputs.items()}
+    report = save_folder / BAD_AUDIO_FILE
+    for path, replace in [*((path, CSV_FILE) for path in outputs.values()), (save_folder / OPTIONS_FILE, OPTIONS),
+                          (report, REPORT)]:
+        check_destination(path, replace)  # before any work: only this script's own files are replaced
 
     trials = [(t.label, t.enrol, t.test) for path in trial_files for t in read_trials(path)]
     trial_speakers = {speaker_of(p) for _, enrol, test in trials for p in (enrol, test)}
@@ -190,8 +202,8 @@ def prepare_voxceleb(
             frames[path] = info
     if bad:
         _handle_bad_audio(bad, m4a, on_bad_audio, save_folder)
-    elif (save_folder / BAD_AUDIO_FILE).exists():
-        os.remove(save_folder / BAD_AUDIO_FILE)
+    elif report.is_file():  # an earlier preparation's report: replaced by this one's, which lists nothing
+        _write_report(report, [])
 
     train_paths = [p for p in train_paths if p in frames]
     if not train_paths and splits:
@@ -215,7 +227,8 @@ def prepare_voxceleb(
         for name, relpaths in columns.items():
             paths = [by_relpath[r] for r in relpaths]
             _write_csv(outputs[name], _rows(paths, frames, sample_rate, seg_dur, random_segment=True))
-    write_text_atomically(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2))
+    write_text_atomically(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2),
+                          OPTIONS)
     return {name: str(path) for name, path in outputs.items()}
 
 
@@ -335,9 +348,25 @@ def _fingerprint(listing, trial_files):
     return digest.hexdigest()
 
 
+def _read_options(path):
+    """The options and fingerprint that ``prepare_options.json`` holds; ValueError if it is not one."""
+    stored = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(stored, dict) or set(stored) != {"options", "fingerprint"}:
+        raise ValueError(f"{path}: not the options file of voxceleb_prepare")
+    return stored
+
+
+#: What a new preparation may replace: this script's own files, known by their content.
+CSV_FILE = Replaceable(f"a CSV of voxceleb_prepare (header {','.join(CSV_HEADER)})",
+                       starts_with(",".join(CSV_HEADER) + "\r\n"))
+OPTIONS = Replaceable(f"the {OPTIONS_FILE} of voxceleb_prepare", readable_by(_read_options))
+REPORT = Replaceable(f"a bad-audio report of voxceleb_prepare (first line: {REPORT_HEADER.strip()})",
+                     starts_with(REPORT_HEADER))
+
+
 def _is_prepared(save_folder, options, fingerprint, outputs):
     try:
-        stored = json.loads((save_folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+        stored = _read_options(save_folder / OPTIONS_FILE)
     except (OSError, ValueError):
         return False
     return stored == {"options": options, "fingerprint": fingerprint} and all(Path(p).is_file() for p in outputs)
@@ -365,11 +394,16 @@ def _handle_bad_audio(bad, m4a, on_bad_audio, save_folder):
         raise ValueError(
             f"{len(bad)} bad audio file(s) (set on_bad_audio='skip' to leave them out):\n{listed}{more}{hint}"
         )
-    save_folder.mkdir(parents=True, exist_ok=True)
     report = save_folder / BAD_AUDIO_FILE
-    write_text_atomically(report, "".join(line + "\n" for line in lines))
+    _write_report(report, lines)
     logger.warning("Skipping %d bad audio file(s), listed in %s%s", len(bad), report,
                    f"\n{M4A_HINT}" if m4a else "")
+
+
+def _write_report(report, lines):
+    """The bad-audio report of this preparation: :data:`REPORT_HEADER`, then ``path<TAB>reason`` lines."""
+    report.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(report, REPORT_HEADER + "".join(line + "\n" for line in lines), REPORT)
 
 
 def _split(paths, splits, split_ratio, split_speaker, seed):
@@ -464,7 +498,7 @@ def _rows(paths, frames, sample_rate, seg_dur, random_segment):
 
 
 def _write_csv(path, rows):
-    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as stream:
+    with atomic_path(path, CSV_FILE) as partial, open(partial, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(CSV_HEADER)
         writer.writerows(rows)
