@@ -5,12 +5,12 @@ from functools import partial
 from pathlib import Path
 
 import soundfile as sf
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from speechbrain_tdy.dataio.audio import AudioError, check_regular_file, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
+from speechbrain_tdy.embedding.files import embed_waveforms
 from speechbrain_tdy.storage.atomic import (
     Replaceable,
     check_destination,
@@ -45,18 +45,10 @@ class AudioFiles(Dataset):
 
 
 def collate(items):
-    """(indices, wavs (batch, samples) zero-padded, relative lengths (batch,),
-    failures [(index, reason)]) of a list of AudioFiles items."""
+    """(indices, waveforms [(samples,)], failures [(index, reason)]) of a list of AudioFiles items."""
     good = [(index, wav) for index, wav, _ in items if wav is not None]
     failures = [(index, reason) for index, wav, reason in items if wav is None]
-    if not good:
-        return [], None, None, failures
-    longest = max(wav.shape[0] for _, wav in good)
-    wavs = torch.zeros(len(good), longest)
-    for row, (_, wav) in enumerate(good):
-        wavs[row, : wav.shape[0]] = wav
-    lens = torch.tensor([wav.shape[0] / longest for _, wav in good])
-    return [index for index, _ in good], wavs, lens, failures
+    return [index for index, _ in good], [wav for _, wav in good], failures
 
 
 @dataclass
@@ -127,12 +119,12 @@ def _embed_utterances(model, utterances, out, batch_size, num_workers, strict, p
         summary.loader_wait_seconds += time.perf_counter() - start
         if batch is None:
             break
-        indices, wavs, lens, failures = batch
+        indices, wavs, failures = batch
         summary.bad.extend((readable[i], reason) for i, reason in failures)
         _stop_if_strict(strict, summary)
         start = time.perf_counter()
         if indices:
-            embeddings = model.encode_batch(wavs, lens, normalize=True)[:, 0].cpu().numpy()
+            embeddings = embed_waveforms(lambda padded, lens: model.encode_batch(padded, lens)[:, 0], wavs).numpy()
             output.write([readable[i].id for i in indices], embeddings)
         summary.model_seconds += time.perf_counter() - start
         summary.embedded += len(indices)

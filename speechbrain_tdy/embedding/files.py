@@ -4,20 +4,17 @@ Shared by the pretrained interface, the recipe's validation (EER on the dev
 list during training) and ``verify.py``, so that a threshold calibrated by one
 applies to the others.
 """
-import logging
 from pathlib import Path
 
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION, evenly_spaced_crops, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
 
-logger = logging.getLogger(__name__)
 
-
-@torch.no_grad()
 def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_DURATION * 16000),
                 crop_samples=None, num_crops=10, batch_samples=None, max_duration=MAX_DURATION):
     """L2-normalised embeddings of audio files: the one way this package turns
@@ -55,8 +52,7 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
     embeddings = {}
     if crop_samples is not None:
         for path in paths:
-            crops = evenly_spaced_crops(read(path), crop_samples, num_crops)
-            embeddings[path] = F.normalize(embed(crops, torch.ones(num_crops)), dim=-1).cpu()
+            embeddings[path] = embed_waveforms(embed, list(evenly_spaced_crops(read(path), crop_samples, num_crops)))
         return embeddings
     paths = list(paths)
     batches = [[path] for path in paths]
@@ -64,12 +60,18 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
         frames = [_header_frames(Path(root or "") / path) for path in paths]
         batches = [[paths[i] for i in batch] for batch in length_batches(frames, max_padded=batch_samples)]
     for batch in batches:
-        wavs = [read(path) for path in batch]
-        longest = max(len(wav) for wav in wavs)
-        padded = torch.stack([F.pad(wav, (0, longest - len(wav))) for wav in wavs])
-        lengths = torch.tensor([len(wav) / longest for wav in wavs])
-        embeddings.update(zip(batch, F.normalize(embed(padded, lengths), dim=-1).cpu()))
+        embeddings.update(zip(batch, embed_waveforms(embed, [read(path) for path in batch])))
     return embeddings
+
+
+@torch.no_grad()
+def embed_waveforms(embed, wavs):
+    """L2-normalised embeddings (batch, dim) on the CPU of waveforms ``wavs``
+    (a list of (samples,) tensors of any lengths), zero-padded into one batch
+    with their relative lengths: the one embedding step of :func:`embed_files`
+    and of batch embedding (:func:`~speechbrain_tdy.embedding.batch.embed_utterances`)."""
+    padded, lengths = batch_pad_right(wavs)
+    return F.normalize(embed(padded, lengths), dim=-1).cpu()
 
 
 def _header_frames(path):

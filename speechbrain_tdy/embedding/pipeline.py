@@ -5,7 +5,10 @@ pretrained interface, the converter and the analysis tools call to turn
 waveforms into speaker embeddings, so that they all compute the same thing:
 
 * ``forward`` (training, differentiable): the front end with each item's
-  length, then the embedding model with the matching feature lengths;
+  length, then the embedding model with the matching feature lengths; the
+  ONNX export (:mod:`speechbrain_tdy.export.onnx_graph`) traces it, so the
+  ONNX graph runs every input whole, never in chunks (the same embeddings,
+  memory growing with the length);
 * ``embed`` (inference, no gradients): the same numbers, and recordings longer
   than ``chunk_frames`` frames are run through the convolutional trunk chunk
   by chunk, so memory grows with the chunk, not the recording.
