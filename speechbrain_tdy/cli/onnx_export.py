@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from speechbrain_tdy.export.onnx_graph import export_onnx
-from speechbrain_tdy.inference.onnx_backend import ONNX_FILE
+from speechbrain_tdy.storage.model_files import ONNX_FILE
 
 
 def main(argv=None):

@@ -25,7 +25,16 @@ import torch
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.scoring.calibration import write_calibration
 from speechbrain_tdy.storage.atomic import OutputExistsError, Replaceable, atomic_folder, check_destination
-from speechbrain_tdy.storage.model_files import MODEL_FOLDER_FILES, is_model_folder
+from speechbrain_tdy.storage.model_files import (
+    CALIBRATION_FILE,
+    CARD_FILE,
+    COHORT_FILE,
+    HPARAMS_FILE,
+    LABELS_FILE,
+    MODEL_FOLDER_FILES,
+    PARAMETERS_FILE,
+    is_model_folder,
+)
 
 #: What ``overwrite`` may replace: a folder holding nothing but model-folder files.
 MODEL_FOLDER = Replaceable(f"a model folder (a folder holding nothing but {', '.join(sorted(MODEL_FOLDER_FILES))})",
@@ -89,19 +98,19 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite, inputs)
     with atomic_folder(out_dir, MODEL_FOLDER if overwrite else None) as staging:
-        torch.save(embedding_model.state_dict(), staging / "embedding_model.ckpt")
+        torch.save(embedding_model.state_dict(), staging / PARAMETERS_FILE)
         if calibration is not None:
-            write_calibration(staging / "threshold.json", calibration)
+            write_calibration(staging / CALIBRATION_FILE, calibration)
         if cohort is not None:
-            torch.save(cohort, staging / "cohort_embeddings.pt")
+            torch.save(cohort, staging / COHORT_FILE)
         if label_encoder is not None:
-            shutil.copyfile(label_encoder, staging / "label_encoder.txt")
+            shutil.copyfile(label_encoder, staging / LABELS_FILE)
         n_parameters = sum(p.numel() for p in embedding_model.parameters())
-        text = architecture.hparams_text(values, threshold_file="threshold.json" if calibration is not None else None,
-                                         cohort_file="cohort_embeddings.pt" if cohort is not None else None,
+        text = architecture.hparams_text(values, threshold_file=CALIBRATION_FILE if calibration is not None else None,
+                                         cohort_file=COHORT_FILE if cohort is not None else None,
                                          n_parameters=n_parameters)
-        (staging / "hyperparams.yaml").write_text(text, encoding="utf-8")
-        (staging / "README.md").write_text(model_card, encoding="utf-8")
+        (staging / HPARAMS_FILE).write_text(text, encoding="utf-8")
+        (staging / CARD_FILE).write_text(model_card, encoding="utf-8")
         check_model_folder(staging, reference)
     return out_dir
 

@@ -17,7 +17,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_tdy.export.model_folder import model_card, write_model_folder
 from speechbrain_tdy.scoring.calibration import read_calibration
-from speechbrain_tdy.storage.model_files import read_cohort
+from speechbrain_tdy.storage.model_files import CALIBRATION_FILE, COHORT_FILE, LABELS_FILE, read_cohort
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 
@@ -25,17 +25,17 @@ def export(run_folder, out_dir, overwrite=False):
     """Write the model folder of the train.py run in ``run_folder`` to ``out_dir``."""
     run = load_training_run(run_folder)
     calibration = cohort = None
-    if (run.folder / "threshold.json").is_file():
-        calibration = read_calibration(run.folder / "threshold.json")
+    if (run.folder / CALIBRATION_FILE).is_file():
+        calibration = read_calibration(run.folder / CALIBRATION_FILE)
         if calibration.on_evaluation_list:
             warnings.warn(f"The threshold of {run.folder} was calibrated on its evaluation list (no dev list was "
                           "given to verify.py): decisions on new trials will be less accurate than its EER says")
     else:
         warnings.warn(f"{run.folder} has no threshold.json (run verify.py first): the exported model has no "
                       "decision threshold, and verify_files will ask for threshold=")
-    if (run.folder / "cohort_embeddings.pt").is_file():
-        cohort = read_cohort(run.folder / "cohort_embeddings.pt", run.model_values["emb_dim"])
-    label_encoder = run.save_folder / "label_encoder.txt"
+    if (run.folder / COHORT_FILE).is_file():
+        cohort = read_cohort(run.folder / COHORT_FILE, run.model_values["emb_dim"])
+    label_encoder = run.save_folder / LABELS_FILE
     card = model_card(
         title=f"{run.architecture.name} trained with speechbrain-tdy",
         architecture=run.architecture.name,

@@ -29,11 +29,13 @@ from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.embedding.fingerprint import probe_signal, same_fingerprint
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.inference.gallery import UNKNOWN, SpeakerGallery
-from speechbrain_tdy.inference.onnx_backend import ONNX_FILE, OnnxEmbeddingModel
+from speechbrain_tdy.inference.onnx_backend import OnnxEmbeddingModel
 from speechbrain_tdy.scoring.calibration import read_calibration
 from speechbrain_tdy.scoring.scores import score_pairs
 from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.model_files import (
+    HPARAMS_FILE,
+    ONNX_FILE,
     ModelSource,
     check_settings,
     load_parameters,
@@ -109,7 +111,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     def from_hparams(
         cls,
         source,
-        hparams_file="hyperparams.yaml",
+        hparams_file=HPARAMS_FILE,
         savedir=None,
         overrides=None,
         trust_remote_code=False,

@@ -2,8 +2,6 @@
 with onnxruntime, as a drop-in for the PyTorch front end and embedding model."""
 import torch
 
-#: File name of a model folder's ONNX export (``speechbrain-tdy onnx``).
-ONNX_FILE = "embedding_model.onnx"
 #: Input and output names of the graph.
 GRAPH_INPUTS, GRAPH_OUTPUTS = ["wavs", "wav_lens"], ["embeddings"]
 

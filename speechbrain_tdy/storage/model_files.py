@@ -23,6 +23,23 @@ from speechbrain_tdy.storage.checks import checked_number
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
 #: file names the source, so that another source is never served from it.
 SAVEDIR_MARKER = ".speechbrain_tdy_source"
+
+# The files of a model folder (and, for the first five, of a recipe run folder
+# that export reads): every name is written here once.
+#: Inference HyperPyYAML (``Architecture.hparams_text``); also a run folder's copy of the recipe's.
+HPARAMS_FILE = "hyperparams.yaml"
+#: The embedding model's state dict.
+PARAMETERS_FILE = "embedding_model.ckpt"
+#: The calibration (:mod:`speechbrain_tdy.scoring.calibration`).
+CALIBRATION_FILE = "threshold.json"
+#: Cohort embeddings (n, dim) for score normalisation.
+COHORT_FILE = "cohort_embeddings.pt"
+#: The training speakers (SpeechBrain's CategoricalEncoder file).
+LABELS_FILE = "label_encoder.txt"
+#: The model card.
+CARD_FILE = "README.md"
+#: The ONNX export of the waveform-to-embedding pipeline.
+ONNX_FILE = "embedding_model.onnx"
 #: What a checkpoint may hold beyond its tensors' bytes (key names, pickled structure).
 CHECKPOINT_OVERHEAD_BYTES = 1 << 20
 #: Largest cohort loaded: a million 256-d float32 embeddings.
@@ -245,8 +262,7 @@ def check_settings(hparams, where):
 
 #: Every file a model folder may hold; only a folder holding nothing else is
 #: ever replaced (with ``overwrite``).
-MODEL_FOLDER_FILES = {"hyperparams.yaml", "embedding_model.ckpt", "threshold.json", "cohort_embeddings.pt",
-                      "label_encoder.txt", "README.md", "embedding_model.onnx"}
+MODEL_FOLDER_FILES = {HPARAMS_FILE, PARAMETERS_FILE, CALIBRATION_FILE, COHORT_FILE, LABELS_FILE, CARD_FILE, ONNX_FILE}
 
 
 def is_model_folder(folder):
@@ -257,5 +273,5 @@ def is_model_folder(folder):
         return False
     entries = list(folder.iterdir())
     names = {entry.name for entry in entries}
-    return {"hyperparams.yaml", "embedding_model.ckpt"} <= names <= MODEL_FOLDER_FILES and \
+    return {HPARAMS_FILE, PARAMETERS_FILE} <= names <= MODEL_FOLDER_FILES and \
         all(entry.is_file() and not entry.is_symlink() for entry in entries)

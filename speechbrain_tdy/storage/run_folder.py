@@ -22,7 +22,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.lobes.registry import Architecture, get_architecture
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
-from speechbrain_tdy.storage.model_files import load_parameters
+from speechbrain_tdy.storage.model_files import HPARAMS_FILE, load_parameters
 from speechbrain_tdy.storage.safe_hparams import plain_values
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class TrainingRun:
 def is_training_run(folder):
     """Whether ``folder`` is a local train.py output folder (not a model folder)."""
     folder = Path(folder)
-    return (folder / "hyperparams.yaml").is_file() and (folder / "save").is_dir()
+    return (folder / HPARAMS_FILE).is_file() and (folder / "save").is_dir()
 
 
 def load_training_run(output_folder, allow_untrained=False):
@@ -83,7 +83,7 @@ def load_training_run(output_folder, allow_untrained=False):
     and ``allow_untrained`` is False (then the model is untrained).
     """
     folder = Path(output_folder)
-    hparams_file = folder / "hyperparams.yaml"
+    hparams_file = folder / HPARAMS_FILE
     if not hparams_file.is_file():
         raise FileNotFoundError(f"{hparams_file} not found: is {folder} an output folder of train.py?")
     hparams = plain_values(hparams_file)

@@ -52,6 +52,7 @@ from speechbrain_tdy.nnet import set_attention_input_grad
 from speechbrain_tdy.scoring.metrics import error_rates
 from speechbrain_tdy.scoring.scores import score_trials
 from speechbrain_tdy.storage.atomic import atomic_path
+from speechbrain_tdy.storage.model_files import LABELS_FILE
 from speechbrain_tdy.storage.run_folder import save_epoch_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -297,7 +298,7 @@ def dataio_prep(hparams):
         return label_encoder.encode_sequence_torch([spk_id])
 
     sb.dataio.dataset.add_dynamic_item([train_data, valid_data], label_pipeline)
-    label_encoder_file = Path(hparams["save_folder"]) / "label_encoder.txt"
+    label_encoder_file = Path(hparams["save_folder"]) / LABELS_FILE
     speakers = {row["spk_id"] for row in train_data.data.values()}
     run_on_main(write_label_encoder, args=[speakers, label_encoder_file])  # every process: a barrier
     label_encoder.load(label_encoder_file)

@@ -52,7 +52,7 @@ from speechbrain_tdy.storage.atomic import (
     write_text_atomically,
 )
 from speechbrain_tdy.storage.figures import FIGURE, save_figure
-from speechbrain_tdy.storage.model_files import read_cohort
+from speechbrain_tdy.storage.model_files import CALIBRATION_FILE, COHORT_FILE, read_cohort
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 matplotlib.use("Agg")
@@ -139,8 +139,8 @@ COHORT = Replaceable("cohort embeddings (a tensor file)", readable_by(read_cohor
 def outputs(output_folder, run_folder):
     """{path: Replaceable} of every file this script writes."""
     return {output_folder / "scores.txt": SCORES, output_folder / "results.json": RESULTS,
-            output_folder / "det.png": FIGURE, run_folder / "threshold.json": CALIBRATION,
-            run_folder / "cohort_embeddings.pt": COHORT}
+            output_folder / "det.png": FIGURE, run_folder / CALIBRATION_FILE: CALIBRATION,
+            run_folder / COHORT_FILE: COHORT}
 
 
 def write_outputs(output_folder, trials, scores, labels, results):
@@ -175,7 +175,7 @@ def main(argv):
                                    hparams["sample_rate"], batch_samples)
         buffer = io.BytesIO()
         torch.save(cohort, buffer)
-        write_bytes_atomically(run_folder / "cohort_embeddings.pt", buffer.getvalue(), COHORT)
+        write_bytes_atomically(run_folder / COHORT_FILE, buffer.getvalue(), COHORT)
 
     def score_list(trial_file):
         check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],
@@ -209,7 +209,7 @@ def main(argv):
         num_crops=hparams["num_crops"], score_norm=score_norm, as_norm_top_n=top_n, calibrated_on=str(calibrated_on),
         eer=eer, on_evaluation_list=on_evaluation_list, calibrated_at=datetime.date.today().isoformat(),
     )
-    write_calibration(run_folder / "threshold.json", calibration)
+    write_calibration(run_folder / CALIBRATION_FILE, calibration)
 
 
 if __name__ == "__main__":
