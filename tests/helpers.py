@@ -289,3 +289,16 @@ GEOMETRIES = [
     dict(kernel=(5, 7), stride=(1, 2), padding=(2, 2), time=17, n_kernels=6),
     dict(kernel=(7, 1), stride=(1, 1), padding=(0, 0), freq=7, time=5),
 ]
+
+
+def folder_contents(folder):
+    """{relative path: bytes, or '-> target' for a link} of everything under ``folder``:
+    what a command must leave as it found it."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            found[name] = path.read_bytes()
+    return found

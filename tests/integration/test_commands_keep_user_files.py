@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, fake_run, fill_weights, run_script, write_tiny_model_folder, write_voice
+from helpers import ROOT, fake_run, fill_weights, folder_contents, run_script, write_tiny_model_folder, write_voice
 
 from speechbrain_tdy.cli import main as speechbrain_tdy
 from speechbrain_tdy.export import model_folder as model_folder_module
@@ -32,18 +32,6 @@ def recordings(tmp_path_factory):
     paths = [write_voice(root / f"u{i}.wav", 0.6 + 0.1 * i, seed=i) for i in range(6)]
     (root / "list.txt").write_text("\n".join(paths) + "\n")
     return root / "list.txt", [os.path.splitext(p)[0] for p in paths]
-
-
-def files(folder):
-    """{relative path: bytes, or '-> target' for a link} of everything under ``folder``."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        name = str(path.relative_to(folder))
-        if path.is_symlink():
-            found[name] = f"-> {os.readlink(path)}"
-        elif path.is_file():
-            found[name] = path.read_bytes()
-    return found
 
 
 def fails(*argv):
@@ -73,7 +61,7 @@ def test_embed_keeps_a_report_and_files_it_did_not_write(model_folder, recording
     assert "other.npz: not an embeddings file" in fails("embed", model_folder, listing, tmp_path / "other.npz")
     del users["emb.bad_files.txt"]
     assert {name: (tmp_path / name).read_bytes() for name in users} == users
-    assert sorted(files(tmp_path)) == sorted([*users, "emb.npz"])
+    assert sorted(folder_contents(tmp_path)) == sorted([*users, "emb.npz"])
 
 
 def test_embed_never_writes_through_a_link(model_folder, recordings, tmp_path):
@@ -87,7 +75,7 @@ def test_embed_never_writes_through_a_link(model_folder, recordings, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "emb.npz").symlink_to(outside)  # an embeddings file of ours, behind a link
     assert "emb.npz is a symbolic link" in fails("embed", model_folder, listing, tmp_path / "out" / "emb.npz")
-    assert outside.read_bytes() == before and files(tmp_path / "out") == {"emb.npz": f"-> {outside}"}
+    assert outside.read_bytes() == before and folder_contents(tmp_path / "out") == {"emb.npz": f"-> {outside}"}
 
 
 def test_a_second_embed_run_into_the_same_output_stops_at_once_naming_the_lock(model_folder, recordings, tmp_path):
@@ -98,7 +86,7 @@ def test_a_second_embed_run_into_the_same_output_stops_at_once_naming_the_lock(m
     message = fails("embed", model_folder, listing, out, "--num-workers", "0")
     assert time.monotonic() - start < 10  # the model is loaded, nothing embedded
     assert f"{lock} exists: another speechbrain-tdy embed is writing this output (pid 1 on elsewhere)" in message
-    assert f"remove {lock}" in message and files(tmp_path) == {"emb.npz.lock": b"pid 1 on elsewhere\n"}
+    assert f"remove {lock}" in message and folder_contents(tmp_path) == {"emb.npz.lock": b"pid 1 on elsewhere\n"}
 
 
 def test_two_embed_processes_at_once_leave_every_id(model_folder, recordings, tmp_path):
@@ -133,7 +121,7 @@ def test_gallery_commands_keep_files_of_the_matrix_pattern(model_folder, recordi
     speechbrain_tdy(["gallery", str(model_folder), str(gallery), "remove", "bob"])
     assert {name: (gallery / name).read_bytes() for name in users} == users
     index = json.loads((gallery / "gallery.json").read_text())
-    assert sorted(files(gallery)) == sorted([*users, "gallery.json", index["embeddings_file"]])
+    assert sorted(folder_contents(gallery)) == sorted([*users, "gallery.json", index["embeddings_file"]])
     assert SpeakerGallery.load(gallery).names == ["alice"]
 
 
@@ -141,7 +129,7 @@ def test_gallery_never_writes_through_a_link(model_folder, recordings, tmp_path)
     _, ids = recordings
     elsewhere = tmp_path / "elsewhere"
     speechbrain_tdy(["gallery", str(model_folder), str(elsewhere), "enroll", "alice", ids[0] + ".wav"])
-    before = files(elsewhere)
+    before = folder_contents(elsewhere)
     gallery = tmp_path / "speakers"
     gallery.mkdir()
     index = json.loads((elsewhere / "gallery.json").read_text())
@@ -149,7 +137,7 @@ def test_gallery_never_writes_through_a_link(model_folder, recordings, tmp_path)
     (gallery / "gallery.json").symlink_to(elsewhere / "gallery.json")
     assert "gallery.json is a symbolic link" in fails("gallery", model_folder, gallery, "enroll", "bob",
                                                        ids[1] + ".wav")
-    assert files(elsewhere) == before and (gallery / "gallery.json").is_symlink()
+    assert folder_contents(elsewhere) == before and (gallery / "gallery.json").is_symlink()
 
 
 def test_a_second_gallery_command_stops_at_once_naming_the_lock(model_folder, recordings, tmp_path):
@@ -157,11 +145,11 @@ def test_a_second_gallery_command_stops_at_once_naming_the_lock(model_folder, re
     gallery = tmp_path / "speakers"
     speechbrain_tdy(["gallery", str(model_folder), str(gallery), "enroll", "alice", ids[0] + ".wav"])
     (gallery / "gallery.lock").write_text("pid 1 on elsewhere\n")  # held by another command
-    before = files(gallery)
+    before = folder_contents(gallery)
     for command in (["enroll", "bob", ids[1] + ".wav"], ["remove", "alice"]):
         message = fails("gallery", model_folder, gallery, *command)
         assert f"{gallery / 'gallery.lock'} exists: another gallery command" in message
-    assert files(gallery) == before
+    assert folder_contents(gallery) == before
 
 
 # convert and export -----------------------------------------------------------------------
@@ -193,7 +181,7 @@ def test_export_keeps_a_folder_made_while_it_ran(tmp_path, appears_while_checkin
 
     appears_while_checking(users_folder)
     assert "model appeared while it was being written" in fails("export", run, out)
-    assert files(out) == {"README.md": b"my model card", "thesis.txt": b"years of work"}
+    assert folder_contents(out) == {"README.md": b"my model card", "thesis.txt": b"years of work"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "run"]
 
 
@@ -201,10 +189,10 @@ def test_export_overwrite_checks_the_folder_when_it_replaces_it(tmp_path, appear
     run = fake_run(tmp_path / "run")
     out = tmp_path / "model"
     speechbrain_tdy(["export", str(run), str(out)])
-    before = files(out)
+    before = folder_contents(out)
     appears_while_checking(lambda: (out / "notes.txt").write_text("added while the export ran"))
     assert "model exists and is not a model folder" in fails("export", run, out, "--overwrite")
-    assert files(out) == {**before, "notes.txt": b"added while the export ran"}
+    assert folder_contents(out) == {**before, "notes.txt": b"added while the export ran"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "run"]
 
 
@@ -219,18 +207,18 @@ def test_convert_keeps_the_folder_of_a_second_run_that_finished_first(reference_
     message = fails("convert", checkpoint, out, "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG",
                     "--n-mels", "40")
     assert "model appeared while it was being written" in message
-    assert files(out) == files(model_folder)
+    assert folder_contents(out) == folder_contents(model_folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model000000100.model"]
 
 
 def test_export_never_writes_through_a_link(tmp_path, model_folder):
     run = fake_run(tmp_path / "run")
     target = shutil.copytree(model_folder, tmp_path / "elsewhere")
-    before = files(target)
+    before = folder_contents(target)
     (tmp_path / "link").symlink_to(target)
     for extra in ((), ("--overwrite",)):
         assert "link is a symbolic link" in fails("export", run, tmp_path / "link", *extra)
-    assert files(target) == before and (tmp_path / "link").is_symlink()
+    assert folder_contents(target) == before and (tmp_path / "link").is_symlink()
 
 
 # onnx -------------------------------------------------------------------------------------
@@ -243,7 +231,7 @@ def test_onnx_keeps_a_file_it_did_not_write(model_folder, tmp_path):
     assert "embedding_model.onnx already exists; pass --overwrite" in fails("onnx", folder)
     assert "embedding_model.onnx exists and is not an ONNX embedding graph" in fails("onnx", folder, "--overwrite")
     assert (folder / "embedding_model.onnx").read_bytes() == b"my own graph"
-    assert files(folder) == {**files(model_folder), "embedding_model.onnx": b"my own graph"}
+    assert folder_contents(folder) == {**folder_contents(model_folder), "embedding_model.onnx": b"my own graph"}
 
 
 def test_onnx_never_writes_through_a_link(model_folder, tmp_path):
@@ -276,7 +264,7 @@ def test_two_onnx_exports_at_once_both_complete(model_folder, tmp_path, monkeypa
     speechbrain_tdy(["onnx", str(folder), "--overwrite"])
     assert len(calls) == 2
     OnnxEmbeddingModel(folder / "embedding_model.onnx")  # a graph onnxruntime runs
-    assert sorted(files(folder)) == sorted([*files(model_folder), "embedding_model.onnx"])
+    assert sorted(folder_contents(folder)) == sorted([*folder_contents(model_folder), "embedding_model.onnx"])
 
 
 # the recipe and the tools -----------------------------------------------------------------
@@ -290,12 +278,12 @@ def test_verify_keeps_files_it_did_not_write_and_never_writes_through_a_link(tin
     (run / "threshold.json").write_text('{"my": "threshold"}')
     (run / "verification" / "det.png").write_bytes(b"my figure")
     (run / "verification" / "results.json").symlink_to(outside)
-    before = files(run)
+    before = folder_contents(run)
     result = run_script("verify.py", "hparams/verification.yaml",
                         {"data_folder": tiny_corpus, "train_output_folder": run}, check=False)
     assert result.returncode != 0 and "error: " in result.stderr and "Traceback" not in result.stderr
     assert "results.json is a symbolic link" in result.stderr
-    assert files(run) == before and outside.read_text() == '{"mine": true}'
+    assert folder_contents(run) == before and outside.read_text() == '{"mine": true}'
 
 
 def test_mini_corpus_writes_only_into_a_new_or_empty_folder(tmp_path):
@@ -303,9 +291,9 @@ def test_mini_corpus_writes_only_into_a_new_or_empty_folder(tmp_path):
     (out / "wav" / "id00001").mkdir(parents=True)
     (out / "wav" / "id00001" / "mine.wav").write_bytes(b"my recording")
     (out / "veri_test.txt").write_text("my trials\n")
-    before = files(out)
+    before = folder_contents(out)
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "mini_corpus.py"), str(out), "--speakers", "6",
                              "--utterances", "2", "--durations", "1", "1.2"], capture_output=True, text=True)
     assert result.returncode != 0 and "corpus already exists" in result.stderr and "Traceback" not in result.stderr
-    assert files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+    assert folder_contents(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
 

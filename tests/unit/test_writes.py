@@ -7,6 +7,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+from helpers import folder_contents
 
 from speechbrain_tdy.inference import gallery as gallery_module
 from speechbrain_tdy.inference.gallery import SpeakerGallery
@@ -28,18 +29,6 @@ from speechbrain_tdy.storage.embeddings_file import NpzOutput, save_embeddings
 OURS = Replaceable("a file of ours (first line 'ours')", starts_with("ours\n"))
 FOLDER_OF_OURS = Replaceable("a folder of ours (only *.ours files)",
                              lambda folder: all(p.suffix == ".ours" and p.is_file() for p in folder.iterdir()))
-
-
-def listing(folder):
-    """{name: bytes or link target} of every entry of ``folder``, recursively."""
-    entries = {}
-    for path in sorted(folder.rglob("*")):
-        name = str(path.relative_to(folder))
-        if path.is_symlink():
-            entries[name] = f"-> {os.readlink(path)}"
-        elif path.is_file():
-            entries[name] = path.read_bytes()
-    return entries
 
 
 # Files ------------------------------------------------------------------------------------
@@ -126,7 +115,7 @@ def test_a_folder_is_claimed_by_its_rename_absent_or_empty(tmp_path):
     for name in ("new", "empty"):
         with atomic_folder(tmp_path / name) as staging:
             (staging / "a.ours").write_text("a")
-        assert listing(tmp_path / name) == {"a.ours": b"a"}
+        assert folder_contents(tmp_path / name) == {"a.ours": b"a"}
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o777 & ~UMASK
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "new"]
 
@@ -139,7 +128,7 @@ def test_a_folder_created_meanwhile_is_not_replaced(tmp_path):
             (staging / "a.ours").write_text("new")
             target.mkdir()
             (target / "thesis.txt").write_text("years of work")
-    assert listing(target) == {"thesis.txt": b"years of work"}
+    assert folder_contents(target) == {"thesis.txt": b"years of work"}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -151,11 +140,11 @@ def test_a_replaced_folder_is_checked_when_replaced_and_only_its_files_deleted(t
         with atomic_folder(target, FOLDER_OF_OURS) as staging:
             (staging / "a.ours").write_text("new")
             (target / "notes.txt").write_text("added meanwhile")
-    assert listing(target) == {"a.ours": b"old", "notes.txt": b"added meanwhile"}
+    assert folder_contents(target) == {"a.ours": b"old", "notes.txt": b"added meanwhile"}
     (target / "notes.txt").unlink()
     with atomic_folder(target, FOLDER_OF_OURS) as staging:
         (staging / "b.ours").write_text("new")
-    assert listing(target) == {"b.ours": b"new"} and [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert folder_contents(target) == {"b.ours": b"new"} and [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_a_link_or_file_where_a_folder_goes_is_refused(tmp_path):
@@ -168,7 +157,7 @@ def test_a_link_or_file_where_a_folder_goes_is_refused(tmp_path):
         with pytest.raises(error, match=name):
             with atomic_folder(tmp_path / name, FOLDER_OF_OURS):
                 pass
-    assert listing(elsewhere) == {"a.ours": b"kept"} and (tmp_path / "file").read_text() == "kept"
+    assert folder_contents(elsewhere) == {"a.ours": b"kept"} and (tmp_path / "file").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "file", "link"]
 
 
@@ -215,7 +204,7 @@ def test_embeddings_parts_get_unique_names_and_only_merged_parts_are_deleted(tmp
     (output.parts / "readme.txt").write_text("the user's")
     output.close(["a", "b"])
     assert sorted(np.load(tmp_path / "emb.npz")["ids"].tolist()) == ["a", "b"]
-    assert listing(output.parts) == {"readme.txt": b"the user's"}
+    assert folder_contents(output.parts) == {"readme.txt": b"the user's"}
 
 
 def test_an_embeddings_file_of_another_model_or_format_is_refused_before_any_work(tmp_path):
@@ -278,4 +267,4 @@ def test_partial_checkpoints_are_deleted_only_when_their_files_prove_them(tmp_pa
     users.mkdir()
     (users / "notes.txt").write_text("kept")
     checkpointer.save_checkpoint()
-    assert not killed.exists() and listing(users) == {"notes.txt": b"kept"}
+    assert not killed.exists() and folder_contents(users) == {"notes.txt": b"kept"}
