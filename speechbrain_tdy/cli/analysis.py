@@ -133,7 +133,8 @@ def _save(figure, path):
 
 def _read_results(path):
     results = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(results, dict) or not isinstance(results.get("model"), dict) or "n_frames" not in results["model"]:
+    model = results.get("model") if isinstance(results, dict) else None
+    if not isinstance(model, dict) or "n_frames" not in model:
         raise ValueError(f"{path}: not the results of speechbrain-tdy analysis")
     return results
 

@@ -74,5 +74,6 @@ def run(args):
         names, scores = model.identify(path, top_k=args.top_k, threshold=args.threshold, score_norm=score_norm)
         print("\t".join([path] + [f"{name} {score:.4f}" for name, score in zip(names, scores.tolist())]))
 
+
 if __name__ == "__main__":
     main()

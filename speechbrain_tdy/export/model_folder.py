@@ -57,7 +57,8 @@ def check_output_folder(out_dir, overwrite=False, inputs=()):
     except OutputExistsError as error:
         if overwrite:
             raise
-        raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder there") from error
+        raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace a model folder "
+                                "there") from error
 
 
 def write_model_folder(out_dir, architecture, values, embedding_model, reference, model_card, calibration=None,

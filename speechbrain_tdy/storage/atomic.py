@@ -39,6 +39,7 @@ import socket
 import stat
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,7 +59,7 @@ class OutputExistsError(FileExistsError):
 
 
 class UnsafeOutputError(FileExistsError):
-    """The destination is a symbolic link or a special file; nothing was written there."""
+    """The destination, or the temporary file of a write, is a symbolic link; nothing was written there."""
 
 
 class LockedError(FileExistsError):
@@ -261,8 +262,8 @@ def _claim_folder(staging, path, replace):
         _put_back(old, path)
         raise OutputExistsError(f"{path} appeared again while it was being replaced ({error.strerror}); "
                                 "it was left as it was") from error
-    _delete_checked_folder(old)
-    aside.rmdir()
+    if _delete_checked_folder(old):
+        aside.rmdir()
 
 
 def _put_back(old, path):
@@ -275,15 +276,17 @@ def _put_back(old, path):
 
 
 def _delete_checked_folder(folder):
-    """Delete the plain files of ``folder`` (which a Replaceable check accepted) and the folder."""
+    """Delete the plain files of ``folder`` (which a Replaceable check accepted),
+    then the folder if that emptied it; returns whether it did (else a warning says what is left)."""
     for entry in folder.iterdir():
         if entry.is_file() and not entry.is_symlink():
             entry.unlink()
-    try:
-        folder.rmdir()
-    except OSError as error:
-        raise OSError(f"{folder} held more than the replaced files when they were deleted; "
-                      "what is left there was not touched") from error
+    if any(folder.iterdir()):
+        warnings.warn(f"{folder} held more than the replaced files when they were deleted; what is left there "
+                      "was not touched")
+        return False
+    folder.rmdir()
+    return True
 
 
 @contextlib.contextmanager

@@ -239,10 +239,10 @@ def test_onnx_never_writes_through_a_link(model_folder, tmp_path):
     folder = shutil.copytree(model_folder, tmp_path / "model")
     outside = tmp_path / "precious.txt"
     outside.write_text("precious")
-    (tmp_path / "out.onnx").symlink_to(outside)
-    assert "out.onnx is a symbolic link" in fails("onnx", folder, tmp_path / "out.onnx", "--overwrite")
     (folder / "embedding_model.onnx.partial").symlink_to(outside)  # the exporter's former temporary name
     speechbrain_tdy(["onnx", str(folder)])
+    (tmp_path / "out.onnx").symlink_to(outside)
+    assert "out.onnx is a symbolic link" in fails("onnx", folder, tmp_path / "out.onnx")
     assert outside.read_text() == "precious" and (tmp_path / "out.onnx").is_symlink()
     assert (folder / "embedding_model.onnx.partial").is_symlink()
     OnnxEmbeddingModel(folder / "embedding_model.onnx")  # a graph onnxruntime runs

@@ -227,8 +227,8 @@ def prepare_voxceleb(
         for name, relpaths in columns.items():
             paths = [by_relpath[r] for r in relpaths]
             _write_csv(outputs[name], _rows(paths, frames, sample_rate, seg_dur, random_segment=True))
-    write_text_atomically(save_folder / OPTIONS_FILE, json.dumps({"options": options, "fingerprint": fingerprint}, indent=2),
-                          OPTIONS)
+    stored = {"options": options, "fingerprint": fingerprint}
+    write_text_atomically(save_folder / OPTIONS_FILE, json.dumps(stored, indent=2), OPTIONS)
     return {name: str(path) for name, path in outputs.items()}
 
 
