@@ -1,4 +1,5 @@
-"""A model's fingerprint: its embedding of a fixed probe signal, kept by embeddings files and galleries to refuse mixing models."""
+"""A model's fingerprint: its embedding of a fixed probe signal, kept by embeddings
+files and galleries to refuse mixing models."""
 import math
 
 import torch
