@@ -77,13 +77,31 @@ def _read(path, start=0, stop=None, max_duration=MAX_DURATION):
                              "cut the file, or pass a larger max_duration")
         audio, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, TypeError) as error:
-        raise AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
-                         "(wav, flac, ogg, ...)?") from error
+        raise unreadable(path, error) from error
     if info.samplerate != rate:
         raise AudioError(f"{path}: inconsistent sample rate in the header")
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: no samples" + (f" in [{start}, {stop})" if start or stop is not None else ""))
     return audio, rate
+
+
+def unreadable(path, error):
+    """The AudioError of a file that libsndfile cannot open, naming it."""
+    return AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
+                      "(wav, flac, ogg, ...)?")
+
+
+def header_duration(path):
+    """Seconds of audio that the header of ``path`` states (nothing is decoded;
+    before any wrap-padding); AudioError naming the file if it has none."""
+    check_regular_file(path)
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError, TypeError) as error:
+        raise unreadable(path, error) from error
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: the header states no samples")
+    return info.frames / info.samplerate
 
 
 def check_samples(path, audio):
