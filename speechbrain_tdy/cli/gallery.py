@@ -1,16 +1,21 @@
 """Enrol speakers in a gallery and identify recordings, from the command line.
 
     speechbrain-tdy gallery MODEL GALLERY enroll NAME FILES...
-    speechbrain-tdy gallery MODEL GALLERY identify FILES... [--top-k K] [--threshold T]
+    speechbrain-tdy gallery MODEL GALLERY identify FILES... [--top-k K] [--p-unknown P | --threshold T]
     speechbrain-tdy gallery MODEL GALLERY list
     speechbrain-tdy gallery MODEL GALLERY remove NAME
 
-``identify`` prints, per file, the best ``K`` speakers and their scores; a
-speaker scoring at or below the model's calibrated threshold (or
-``--threshold``) is printed as ``unknown``. Scores are cosine similarities,
-or s-norm / as-norm scores when the model's threshold was calibrated for
-them (``--score-norm`` to choose), exactly as in ``verify_files``. GALLERY is
-a folder in the format of :mod:`speechbrain_tdy.inference.gallery`.
+``identify`` prints, per file, its ``K`` most likely answers and their
+values. With a model calibrated to log-likelihood ratios the answers are the
+enrolled speakers and ``unknown``, with their posteriors at the prior
+``--p-unknown`` (default 0.5) that the speaker is none of the enrolled ones:
+the first answer is the most probable, and a higher prior rejects more. With
+``--threshold`` (a score), or a model calibrated before LLRs (only an EER
+threshold), the values are scores, and a speaker scoring at or below the
+threshold is printed as ``unknown``. Scores are cosine similarities, or
+s-norm / as-norm scores when the model was calibrated for them
+(``--score-norm`` to choose), exactly as in ``verify_files``. GALLERY is a
+folder in the format of :mod:`speechbrain_tdy.inference.gallery`.
 """
 import argparse
 import sys
@@ -29,10 +34,15 @@ def main(argv=None):
     enroll = commands.add_parser("enroll", help="add recordings of a speaker (new or known)")
     enroll.add_argument("name")
     enroll.add_argument("files", nargs="+")
-    identify = commands.add_parser("identify", help="print the best-scoring speakers of each file")
+    identify = commands.add_parser("identify", help="print the most likely speakers (or unknown) of each file")
     identify.add_argument("files", nargs="+")
     identify.add_argument("--top-k", type=int, default=1)
-    identify.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one")
+    decision = identify.add_mutually_exclusive_group()
+    decision.add_argument("--p-unknown", type=float, default=None,
+                          help="prior that a file's speaker is not enrolled (default 0.5); needs a model calibrated "
+                               "to log-likelihood ratios")
+    decision.add_argument("--threshold", type=float, default=None,
+                          help="score threshold instead of posteriors (default: the model's calibration)")
     identify.add_argument("--score-norm", choices=["calibrated", "none", "s-norm", "as-norm"], default="calibrated")
     commands.add_parser("list", help="enrolled speakers and their numbers of recordings")
     remove = commands.add_parser("remove", help="forget a speaker")
@@ -71,8 +81,9 @@ def run(args):
     model.gallery = SpeakerGallery.load(folder)
     score_norm = None if args.score_norm == "none" else args.score_norm
     for path in args.files:
-        names, scores = model.identify(path, top_k=args.top_k, threshold=args.threshold, score_norm=score_norm)
-        print("\t".join([path] + [f"{name} {score:.4f}" for name, score in zip(names, scores.tolist())]))
+        names, values = model.identify(path, top_k=args.top_k, threshold=args.threshold, score_norm=score_norm,
+                                       p_unknown=args.p_unknown)
+        print("\t".join([path] + [f"{name} {value:.4f}" for name, value in zip(names, values.tolist())]))
 
 
 if __name__ == "__main__":

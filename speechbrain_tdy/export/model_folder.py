@@ -2,7 +2,7 @@
 
     hyperparams.yaml        inference HyperPyYAML (Architecture.hparams_text)
     embedding_model.ckpt    the embedding model's state dict
-    threshold.json          decision threshold and the scoring it is for (optional)
+    threshold.json          calibration: LLRs, EER threshold, the scoring they hold for (optional)
     cohort_embeddings.pt    cohort for score normalisation (optional)
     label_encoder.txt       training speakers (optional, informative)
     README.md               model card
@@ -160,18 +160,7 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         results or "Not evaluated.",
         "",
     ]
-    if calibration is None:
-        lines += ["No calibrated decision threshold: pass `threshold=` to `verify_files` (a threshold calibrated "
-                  "on trials of your own).", ""]
-    else:
-        caveat = (" This is the evaluation list itself (no dev list was given), so decisions on new trials will "
-                  "be less accurate than the EER above." if calibration.on_evaluation_list else "")
-        lines += [
-            f"Decision threshold {calibration.threshold:.4f} (`threshold.json`), calibrated at the EER of "
-            f"`{calibration.calibrated_on or 'a trial list'}` for crop={calibration.crop}, "
-            f"score_norm={calibration.score_norm}.{caveat}",
-            "",
-        ]
+    lines += calibration_section(calibration)
     lines += [
         "## Usage",
         "",
@@ -179,10 +168,37 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         "from speechbrain_tdy.inference import TDYSpeakerRecognition",
         "",
         'model = TDYSpeakerRecognition.from_hparams(source="<this folder or org/name>")',
-        'score, same_speaker = model.verify_files("enrol.wav", "test.wav")  # any rate, mono or stereo',
+        ('llr, same_speaker = model.verify_files("enrol.wav", "test.wav", p_target=0.01)  # any rate, mono or stereo'
+         if calibration is not None and calibration.llr is not None else
+         'score, same_speaker = model.verify_files("enrol.wav", "test.wav")  # any rate, mono or stereo'),
         "embeddings = model.encode_batch(wavs, wav_lens)  # (batch, 1, dim) for 16 kHz (batch, samples)",
         "```",
         "",
     ]
     return "\n".join(lines)
 
+
+def calibration_section(calibration):
+    """Lines of the model card that say how the model decides (``calibration``:
+    a :class:`~speechbrain_tdy.scoring.calibration.Calibration` or None)."""
+    if calibration is None:
+        return ["No calibrated decision threshold: pass `threshold=` to `verify_files` (a threshold calibrated "
+                "on trials of your own).", ""]
+    scoring = f"crop={calibration.crop}, score_norm={calibration.score_norm}"
+    source = f"`{calibration.calibrated_on or 'a trial list'}`"
+    caveat = (" This is the evaluation list itself (no dev list was given), so decisions on new trials will "
+              "be less accurate than the results above say." if calibration.on_evaluation_list else "")
+    if calibration.llr is None:
+        return [f"Decision threshold {calibration.threshold:.4f} (`threshold.json`), calibrated at the EER of "
+                f"{source} for {scoring}.{caveat}", ""]
+    llr = calibration.llr
+    durations = (f" {llr.duration_weights[0]:+.4g} log(shorter duration) {llr.duration_weights[1]:+.4g} "
+                 "log(longer duration)" if llr.uses_durations else "")
+    return [
+        f"Calibrated log-likelihood ratios (`threshold.json`): LLR = {llr.slope:.4g} score {llr.offset:+.4g}"
+        f"{durations}, fitted on {source} for {scoring} by prior-weighted logistic regression (prior "
+        f"{llr.fit_prior:g}). `verify_files` and `verify_batch` return the LLR and decide at the prior "
+        f"p_target={calibration.p_target:g} of a same-speaker trial unless given another (`p_target=`) or a score "
+        f"threshold (`threshold=`); the EER threshold of that list is {calibration.threshold:.4f}.{caveat}",
+        "",
+    ]

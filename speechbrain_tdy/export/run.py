@@ -4,9 +4,10 @@
 
 RECIPE_OUTPUT_DIR is the ``output_folder`` of ``train.py`` (best checkpoint:
 lowest dev EER, else lowest classification error; the folder may have been
-moved or copied). Run ``verify.py`` first: it calibrates the decision
-threshold (``threshold.json``), may compute the cohort for score
-normalisation, and measures the EER that the model card reports. OUT_DIR
+moved or copied). Run ``verify.py`` first: it calibrates the model's scores
+(``threshold.json``: log-likelihood ratios and the EER threshold), may
+compute the cohort for score normalisation, and measures the EER and
+detection costs that the model card reports. OUT_DIR
 must not exist, or be a model folder replaced with ``--overwrite``. See
 :mod:`speechbrain_tdy.export.model_folder` for the folder's contents.
 """
@@ -73,7 +74,11 @@ def results_summary(results_file):
         return None
     results = json.loads(results_file.read_text(encoding="utf-8"))
     trials = results.get("verification_file", "the evaluation list")
-    return (
-        f"EER {results['EER']:.2f}%, minDCF(p_target=0.05) {results['minDCF']:.3f} on {results['n_trials']} trials "
-        f"of `{trials}` (the recipe's verify.py)."
-    )
+    summary = (f"EER {results['EER']:.2f}%, minDCF(p_target={results.get('p_target', 0.05):g}) "
+               f"{results['minDCF']:.3f} on {results['n_trials']} trials of `{trials}` (the recipe's verify.py).")
+    if "Cllr" in results:  # verify.py since calibrated LLRs
+        costs = ", ".join(f"p_target={prior}: {cost['actual']:.3f} (minimum {cost['minimum']:.3f})"
+                          for prior, cost in results["DCF"].items())
+        summary += (f" Calibrated LLRs: Cllr {results['Cllr']:.3f} bits (minCllr {results['minCllr']:.3f}); actual "
+                    f"DCF of the decisions at {costs}.")
+    return summary

@@ -23,7 +23,7 @@ folder (:meth:`SpeakerGallery.editing`). In Python::
     model = TDYSpeakerRecognition.from_hparams(source="my_model")
     model.gallery = SpeakerGallery.load("speakers")     # or a new SpeakerGallery()
     model.enroll("alice", ["alice1.wav", "alice2.wav"])
-    names, scores = model.identify("who.wav", top_k=3)
+    names, values = model.identify("who.wav", top_k=3)   # posteriors, or scores (see identify)
     model.gallery.save("speakers")
 
 The command line is :mod:`speechbrain_tdy.cli.gallery`.

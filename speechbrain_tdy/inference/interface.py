@@ -2,15 +2,16 @@
 
     >>> from speechbrain_tdy.inference import TDYSpeakerRecognition   # doctest: +SKIP
     >>> model = TDYSpeakerRecognition.from_hparams(source="path/or/org-name")  # doctest: +SKIP
-    >>> score, same_speaker = model.verify_files("enrol.wav", "test.wav")  # doctest: +SKIP
+    >>> llr, same_speaker = model.verify_files("enrol.wav", "test.wav", p_target=0.01)  # doctest: +SKIP
 
 A model folder (what ``speechbrain-tdy export`` and
 ``speechbrain-tdy convert`` write, and what a hub repository holds)
 contains ``hyperparams.yaml``, ``embedding_model.ckpt`` and optionally
-``threshold.json`` (decision threshold calibrated on a dev trial list, with
-the scoring it was calibrated for) and ``cohort_embeddings.pt`` (for score
-normalisation).
+``threshold.json`` (the calibration measured on a dev trial list, with the
+scoring it holds for: :mod:`speechbrain_tdy.scoring.calibration`) and
+``cohort_embeddings.pt`` (for score normalisation).
 """
+import math
 import os
 import warnings
 from pathlib import Path
@@ -23,14 +24,15 @@ from speechbrain.core import RunOptions
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
 
-from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, load_audio, wrap_pad
+from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, header_duration, load_audio, wrap_pad
 from speechbrain_tdy.embedding.compiled import compile_options
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.embedding.fingerprint import probe_signal, same_fingerprint
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.inference.gallery import UNKNOWN, SpeakerGallery
 from speechbrain_tdy.inference.onnx_backend import OnnxEmbeddingModel
-from speechbrain_tdy.scoring.calibration import read_calibration
+from speechbrain_tdy.scoring.calibration import open_set_posteriors, read_calibration
+from speechbrain_tdy.scoring.metrics import bayes_threshold
 from speechbrain_tdy.scoring.scores import score_pairs
 from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.model_files import (
@@ -49,6 +51,8 @@ NO_CLASSIFIER = (
     "use encode_batch()/embed_file() for embeddings, verify_files()/verify_batch() to compare two recordings, "
     "or enroll() and identify() to name speakers from your own recordings"
 )
+#: Prior that a recording ``identify`` is given comes from none of the enrolled speakers.
+DEFAULT_P_UNKNOWN = 0.5
 
 
 #: SpeechBrain's run options (device, compile, jit, precision, distributed, ...):
@@ -69,9 +73,13 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     * ``encode_batch`` honours ``wav_lens``: padding never changes an item's
       embedding; recordings longer than ``chunk_frames`` are embedded in chunks
       with bounded memory (same result);
-    * ``verify_files``/``verify_batch`` use the model's calibrated threshold,
-      optional score normalisation with the model's cohort, and (files) the
-      paper's 10-crop scoring;
+    * ``verify_files``/``verify_batch`` return calibrated log-likelihood
+      ratios and decide at a prior (``p_target=``, the calibration's by
+      default) with the model's calibration (``threshold.json``), score
+      normalisation with the model's cohort and (files) the paper's 10-crop
+      scoring, as calibrated; ``identify`` answers "one of the enrolled
+      speakers" or "unknown" from the posteriors at a prior of an unknown
+      speaker (``p_unknown=``);
     * on a CUDA device the embedding model runs through ``torch.compile``
       with CUDA graphs (``compile="auto"``: the first call compiles, each
       new length bucket records a graph, see :mod:`speechbrain_tdy.embedding.compiled`): pass
@@ -90,7 +98,13 @@ class TDYSpeakerRecognition(SpeakerRecognition):
                  compile="auto", **kwargs):
         super().__init__(*args, **kwargs)
         self.onnx_model = self._onnx_model(backend, onnx_file)
+        #: The model's :class:`~speechbrain_tdy.scoring.calibration.Calibration`, or None.
         self.calibration = calibration
+        if calibration is not None and calibration.llr is None:
+            warnings.warn(f"This model's threshold.json was written before calibrated log-likelihood ratios: "
+                          f"verify_files/verify_batch/identify return scores and decide at its EER threshold "
+                          f"{calibration.threshold:.4f}, not at a prior (re-run the recipe's verify.py for LLRs)",
+                          stacklevel=3)
         self.cohort = None if cohort is None else cohort.to(self.device)
         settings = settings or check_settings(vars(self.hparams), "hparams")
         self.sample_rate = self.audio_normalizer.sample_rate
@@ -220,36 +234,59 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             return self.calibration.crop_frames, self.calibration.num_crops
         return self.crop_frames, self.num_crops
 
-    def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None, score_norm="calibrated"):
-        """Scores and decisions (batch, 1) for pairs of waveforms (batch, samples).
+    def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None, score_norm="calibrated",
+                     p_target=None, c_miss=None, c_fa=None, return_score=False):
+        """Log-likelihood ratios and decisions (batch, 1) for pairs of waveforms
+        (batch, samples) at 16 kHz with relative lengths (batch,) (None: full).
 
-        ``threshold`` None uses the calibrated one (see :meth:`decision_threshold`);
-        ``score_norm`` is "calibrated" (what the threshold was calibrated
-        with), None, "s-norm" or "as-norm".
+        Decisions are Bayes decisions, ``llr > log(c_fa (1 - p_target) / (c_miss p_target))``,
+        at the prior ``p_target`` of a same-speaker pair (None: the one of the
+        model's calibration) and the costs of a miss and of a false alarm
+        (default 1 each). ``threshold=`` (a score) decides ``score > threshold``
+        instead. ``return_score=True`` returns the score (cosine, or s-norm /
+        as-norm) instead of the LLR. A model whose calibration has no LLRs
+        (older ``threshold.json``) returns scores and decides at its EER
+        threshold; one without a calibration needs ``threshold=``.
+        ``score_norm`` is "calibrated" (what the model was calibrated with),
+        None, "s-norm" or "as-norm"; LLRs exist only for the calibrated one.
         """
-        score_norm, threshold, top_n = self._scoring(False, score_norm, threshold)
+        score_norm, top_n = self._scoring(score_norm)
         emb1 = self.encode_batch(wavs1, wav1_lens, normalize=True)[:, 0]
         emb2 = self.encode_batch(wavs2, wav2_lens, normalize=True)[:, 0]
         embeddings = {("x", i): e for i, e in enumerate(emb1)} | {("y", i): e for i, e in enumerate(emb2)}
         pairs = [(("x", i), ("y", i)) for i in range(len(emb1))]
-        scores = score_pairs(pairs, embeddings, score_norm, self.cohort, top_n).unsqueeze(1)
-        return scores, scores > threshold
+        scores = score_pairs(pairs, embeddings, score_norm, self.cohort, top_n)
 
-    def verify_files(self, path_x, path_y, threshold=None, crop="calibrated", score_norm="calibrated"):
-        """Score (1,) and decision (1,) for two audio files (any sample rate or
-        channel count). ``crop`` and ``score_norm`` default to what the model's
-        threshold was calibrated with; see :meth:`verify_batch`."""
+        def durations():
+            sides = [(torch.ones(len(emb1)) if lens is None else torch.as_tensor(lens, dtype=torch.float).cpu())
+                     * torch.as_tensor(wavs).shape[-1] / self.sample_rate
+                     for wavs, lens in ((wavs1, wav1_lens), (wavs2, wav2_lens))]
+            return torch.stack(sides, dim=1)
+
+        values, decisions = self._decide(scores, durations, False, score_norm, threshold, p_target, c_miss, c_fa,
+                                         return_score)
+        return values.unsqueeze(1), decisions.unsqueeze(1)
+
+    def verify_files(self, path_x, path_y, threshold=None, crop="calibrated", score_norm="calibrated",
+                     p_target=None, c_miss=None, c_fa=None, return_score=False):
+        """Log-likelihood ratio (1,) and decision (1,) for two audio files (any
+        sample rate or channel count). ``crop`` and ``score_norm`` default to
+        what the model was calibrated with; the rest is as in :meth:`verify_batch`."""
         if crop == "calibrated":
             crop = self.calibration is not None and self.calibration.crop
         crop = bool(crop)
-        score_norm, threshold, top_n = self._scoring(crop, score_norm, threshold)
+        score_norm, top_n = self._scoring(score_norm)
         embeddings = {"x": self.embed_file(path_x, crop), "y": self.embed_file(path_y, crop)}
-        score = score_pairs([("x", "y")], embeddings, score_norm, self.cohort, top_n)
-        return score, score > threshold
+        scores = score_pairs([("x", "y")], embeddings, score_norm, self.cohort, top_n)
+
+        def durations():
+            return torch.tensor([[header_duration(path_x), header_duration(path_y)]])
+
+        return self._decide(scores, durations, crop, score_norm, threshold, p_target, c_miss, c_fa, return_score)
 
     def decision_threshold(self, crop=False, score_norm=None):
-        """The calibrated threshold for this scoring; ValueError if the model
-        has none for it (pass ``threshold=`` then)."""
+        """The calibrated EER threshold of scores of this scoring; ValueError if
+        the model has none for it (pass ``threshold=`` then)."""
         if self.calibration is None:
             raise ValueError("This model has no calibrated threshold.json: pass threshold= "
                              "(a cosine threshold calibrated on your own trials)")
@@ -261,17 +298,42 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             )
         return self.calibration.threshold
 
-    def _scoring(self, crop, score_norm, threshold):
+    def _calibrated_llrs(self, crop, score_norm):
+        """The calibration's LLR map if it has one for this scoring, else None."""
+        calibration = self.calibration
+        if calibration is None or calibration.llr is None or not calibration.holds_for(crop, score_norm):
+            return None
+        return calibration.llr
+
+    def _decide(self, scores, durations, crop, score_norm, threshold, p_target, c_miss, c_fa, return_score):
+        """(LLRs or scores (n,), decisions (n,)) of trials' ``scores`` (n,); see
+        :meth:`verify_batch`. ``durations`` () -> (n, 2) seconds of both
+        recordings, called only if the calibration uses them."""
+        llr_map = self._calibrated_llrs(crop, score_norm)
+        llrs = None if llr_map is None else llr_map(scores, durations() if llr_map.uses_durations else None)
+        if threshold is not None or llr_map is None:
+            for key, value in (("p_target", p_target), ("c_miss", c_miss), ("c_fa", c_fa)):
+                if value is not None:
+                    raise ValueError(f"{key}= needs a calibration with log-likelihood ratios for crop={bool(crop)}, "
+                                     f"score_norm={score_norm} and no threshold=; this model's "
+                                     + ("threshold.json has none" if threshold is None else "call passed threshold="))
+            if threshold is None:
+                threshold = self.decision_threshold(crop, score_norm)
+            decisions = scores > checked_number(threshold, "threshold")
+        else:
+            p_target = self.calibration.p_target if p_target is None else p_target
+            decisions = llrs > bayes_threshold(p_target, 1.0 if c_miss is None else c_miss,
+                                               1.0 if c_fa is None else c_fa, where="verify")
+        return (scores if llrs is None or return_score else llrs.float()), decisions
+
+    def _scoring(self, score_norm):
+        """(score_norm, as-norm top_n) of a call: "calibrated" is the calibration's."""
         if score_norm == "calibrated":
             score_norm = None if self.calibration is None else self.calibration.score_norm
         if score_norm is not None and self.cohort is None:
             raise ValueError(f"score_norm={score_norm!r} needs cohort embeddings, and this model has none")
-        if threshold is None:
-            threshold = self.decision_threshold(crop, score_norm)
-        else:
-            checked_number(threshold, "threshold")
         top_n = (self.calibration and self.calibration.as_norm_top_n) or self.as_norm_top_n
-        return score_norm, threshold, top_n
+        return score_norm, top_n
 
     # Identification, backends and SpeechBrain's classifier methods -------------
 
@@ -287,27 +349,54 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         self._check_gallery_model()
         self.gallery.add(name, torch.stack([self._embed_recording(item) for item in recordings]))
 
-    def identify(self, recording, top_k=1, threshold=None, score_norm="calibrated"):
-        """The ``top_k`` enrolled speakers closest to ``recording`` (an audio
-        file or a 16-kHz waveform (samples,)), best first.
+    def identify(self, recording, top_k=1, threshold=None, score_norm="calibrated", p_unknown=None):
+        """The ``top_k`` most likely answers for ``recording`` (an audio file or
+        a 16-kHz waveform (samples,)), best first: (names, values (k,)).
 
-        Returns (names, scores (k,)): a speaker whose score is at or below the
-        threshold (None: the model's calibrated one, see :meth:`decision_threshold`)
-        is named ``"unknown"``. ``score_norm`` is as in :meth:`verify_batch`.
+        With a calibration with log-likelihood ratios (and no ``threshold=``),
+        the answers are the enrolled speakers and ``"unknown"`` and the values
+        their posteriors (:func:`~speechbrain_tdy.scoring.calibration.open_set_posteriors`)
+        at the prior ``p_unknown`` (default :data:`DEFAULT_P_UNKNOWN`) that the
+        recording comes from none of them: ``names[0]`` is the most probable
+        answer, and raising ``p_unknown`` rejects more recordings. If the
+        calibration uses recording durations, an enrolled speaker counts as the
+        longest recording it was fitted on.
+
+        Otherwise (``threshold=``, or an older calibration with only an EER
+        threshold) the values are the speakers' scores, and a speaker scoring
+        at or below the threshold (None: the calibrated one, see
+        :meth:`decision_threshold`) is named ``"unknown"``. ``score_norm`` is
+        as in :meth:`verify_batch`.
         """
         if len(self.gallery) == 0:
             raise ValueError("The gallery is empty: enroll() speakers first")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self._check_gallery_model()
-        score_norm, threshold, top_n = self._scoring(False, score_norm, threshold)
+        score_norm, top_n = self._scoring(score_norm)
         embeddings = dict(zip(self.gallery.names, F.normalize(self.gallery.means(), dim=-1).to(self.device)))
         embeddings[None] = self._embed_recording(recording)
         pairs = [(name, None) for name in self.gallery.names]
         scores = score_pairs(pairs, embeddings, score_norm, self.cohort, top_n)
-        scores, order = scores.sort(descending=True)
-        names = [self.gallery.names[i] if score > threshold else UNKNOWN for i, score in zip(order.tolist(), scores)]
-        return names[:top_k], scores[:top_k]
+        llr_map = None if threshold is not None else self._calibrated_llrs(False, score_norm)
+        if llr_map is None:
+            if p_unknown is not None:
+                raise ValueError("p_unknown= needs a calibration with log-likelihood ratios for "
+                                 f"score_norm={score_norm} and no threshold=")
+            threshold = self.decision_threshold(False, score_norm) if threshold is None else threshold
+            threshold = checked_number(threshold, "threshold")
+            scores, order = scores.sort(descending=True)
+            names = [self.gallery.names[i] if score > threshold else UNKNOWN for i, score in zip(order.tolist(), scores)]
+            return names[:top_k], scores[:top_k]
+        durations = None
+        if llr_map.uses_durations:
+            enrolled = math.exp(llr_map.log_duration_range[1])
+            durations = torch.tensor([[self._recording_duration(recording), enrolled]] * len(pairs))
+        posteriors = open_set_posteriors(llr_map(scores, durations), DEFAULT_P_UNKNOWN if p_unknown is None
+                                         else p_unknown)
+        posteriors, order = posteriors.float().sort(descending=True)
+        answers = self.gallery.names + [UNKNOWN]
+        return [answers[i] for i in order.tolist()[:top_k]], posteriors[:top_k]
 
     def classify_batch(self, wavs, wav_lens=None):
         """Not available: these models have no classifier (see :data:`NO_CLASSIFIER`)."""
@@ -316,6 +405,12 @@ class TDYSpeakerRecognition(SpeakerRecognition):
     def classify_file(self, path, **kwargs):
         """Not available: these models have no classifier (see :data:`NO_CLASSIFIER`)."""
         raise NotImplementedError(NO_CLASSIFIER)
+
+    def _recording_duration(self, recording):
+        """Seconds of an audio file (its header) or a 16-kHz waveform (samples,)."""
+        if isinstance(recording, (str, os.PathLike)):
+            return header_duration(recording)
+        return len(recording) / self.sample_rate
 
     def _embed_recording(self, recording):
         """L2-normalised embedding (dim,) of an audio file or a 16-kHz waveform

@@ -28,7 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_tdy.dataio.audio import read_segment
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.nnet import TemperatureScheduler
-from speechbrain_tdy.scoring.metrics import error_rates
+from speechbrain_tdy.scoring.metrics import bayes_threshold, error_rates
 
 HPARAMS = ["tdy.yaml", "tdy_resnet34_quarter.yaml", "resnet34_half.yaml", "dtdy_resnet34_half.yaml", "tdy_vggm.yaml"]
 
@@ -393,8 +393,8 @@ def test_export_after_verify_gives_a_folder_the_interface_loads(tiny_corpus, tmp
         for line, score in zip(scores.read_text().splitlines(), interface_scores(model, scores, wav_folder, options)):
             assert score == pytest.approx(float(line.split()[3]), abs=1e-4), line
     trial = (tiny_corpus / "veri_test.txt").read_text().split("\n")[0].split()
-    score, decision = model.verify_files(*(str(tiny_corpus / "wav" / path) for path in trial[1:]))
-    assert bool(decision) == bool(score > calibration["threshold"])
+    llr, decision = model.verify_files(*(str(tiny_corpus / "wav" / path) for path in trial[1:]))
+    assert bool(decision) == bool(llr > bayes_threshold(calibration["p_target"]))
 
 
 def trials_with_a_short_file(corpus, folder):
@@ -417,7 +417,8 @@ def interface_scores(model, scores_file, wav_folder, options):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return [float(model.verify_files(*(str(wav_folder / path) for path in line.split()[:2]), **options)[0])
+        return [float(model.verify_files(*(str(wav_folder / path) for path in line.split()[:2]), return_score=True,
+                                         **options)[0])
                 for line in scores_file.read_text().splitlines()]
     finally:
         torch.set_num_threads(threads)

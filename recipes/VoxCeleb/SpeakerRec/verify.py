@@ -6,15 +6,27 @@
 
 Embeds every file of the trial list (whole utterances, or the paper's 10 crops
 of 400 frames with ``--crop=True``) exactly as the pretrained interface embeds
-a file (``speechbrain_tdy.embedding.files.embed_files``), so that the threshold
-calibrated here applies to ``verify_files``; scores trials by cosine similarity
-(optionally s-norm / adaptive s-norm against a cohort of training
-embeddings), and writes to ``output_folder``: ``scores.txt``, ``results.json``
-(EER in percent, minDCF, number of trials, EER threshold) and ``det.png``.
-It also calibrates the decision threshold at the EER of the
-``dev_verification_file`` (or, without one, of the evaluation list itself,
-with a warning) and stores it as ``<train_output_folder>/threshold.json``
-for export.
+a file (``speechbrain_tdy.embedding.files.embed_files``), so that the
+calibration measured here applies to ``verify_files``; scores trials by cosine
+similarity (optionally s-norm / adaptive s-norm against a cohort of training
+embeddings).
+
+It calibrates the scores on the ``dev_verification_file`` (or, without one,
+on the evaluation list itself, with a warning): an affine map from score to
+log-likelihood ratio, fitted by logistic regression weighted at
+``calibration_prior`` (with ``--calibration_durations=True``, the log
+durations of the two recordings are quality measures of the map too), and
+the EER threshold of that list; both, with the scoring they hold for, go to
+``<train_output_folder>/threshold.json`` for export
+(:mod:`speechbrain_tdy.scoring.calibration`).
+
+It writes to ``output_folder``: ``scores.txt``, ``results.json`` and
+``det.png``. ``results.json`` holds the EER (percent), its threshold, minDCF
+at ``p_target`` and the number of trials, and what calibration costs on the
+evaluation list: Cllr and minCllr (bits), and at p_target 0.01 and 0.05 the
+actual DCF of the calibrated decisions beside the minimum DCF, their P_miss
+and P_fa, and the DCF of deciding at the calibration's EER threshold
+instead; the DET curve marks the calibrated operating points.
 
 The run folder may have been moved or copied: its checkpoint is found under
 it. A run without a checkpoint is an error unless ``allow_untrained: True``
@@ -33,16 +45,17 @@ import matplotlib
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from scipy.stats import norm
 from sklearn.metrics import DetCurveDisplay
 from voxceleb_prepare import check_trials_not_trained_on  # the recipe folder is on sys.path
 
-from speechbrain_tdy.dataio.audio import crop_samples
+from speechbrain_tdy.dataio.audio import crop_samples, header_duration
 from speechbrain_tdy.dataio.manifest import load_manifest
 from speechbrain_tdy.dataio.trials import read_trials
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
-from speechbrain_tdy.scoring.calibration import CALIBRATION, Calibration, write_calibration
-from speechbrain_tdy.scoring.metrics import error_rates
+from speechbrain_tdy.scoring.calibration import CALIBRATION, Calibration, fit_score_to_llr, write_calibration
+from speechbrain_tdy.scoring.metrics import calibration_report, error_rates
 from speechbrain_tdy.scoring.scores import score_trials
 from speechbrain_tdy.storage.atomic import (
     Replaceable,
@@ -143,6 +156,44 @@ def outputs(output_folder, run_folder):
             run_folder / COHORT_FILE: COHORT}
 
 
+def trial_durations(trials, wav_folder):
+    """Header durations in seconds (n, 2) of the two recordings of each trial."""
+    seconds = {path: header_duration(Path(wav_folder) / path) for path in trial_files(trials)}
+    return torch.tensor([[seconds[trial.enrol], seconds[trial.test]] for trial in trials], dtype=torch.float64)
+
+
+def calibrate(labels, scores, durations, rates, trial_file, on_evaluation_list, hparams):
+    """The Calibration of ``scores`` (n,) of the trials of ``trial_file`` with
+    these ``labels``, whose :func:`error_rates` are ``rates``: the affine LLR
+    map (with the trials' ``durations`` (n, 2) if not None) and the EER
+    threshold, for the scoring of ``hparams``."""
+    eer, threshold, min_dcf = rates
+    llr = fit_score_to_llr(scores, labels, hparams["calibration_prior"], durations)
+    if llr.slope == 0:
+        logger.warning("The scores of %s do not rank its target trials above its non-target trials: the "
+                       "calibrated LLRs carry no information (slope 0)", trial_file)
+    score_norm = hparams["score_norm"]
+    return Calibration(
+        threshold=threshold, crop=bool(hparams["crop"]), crop_frames=hparams["crop_frames"],
+        num_crops=hparams["num_crops"], score_norm=score_norm,
+        as_norm_top_n=hparams["as_norm_top_n"] if score_norm == "as-norm" else None, calibrated_on=str(trial_file),
+        eer=eer, min_dcf=min_dcf, on_evaluation_list=on_evaluation_list,
+        calibrated_at=datetime.date.today().isoformat(), p_target=hparams["p_target"], llr=llr,
+    )
+
+
+def report_lines(results):
+    """The log's summary of ``results``: error rates, then what calibration costs."""
+    costs = ", ".join(f"{prior}: {cost['actual']:.4f} / {cost['minimum']:.4f} (EER threshold: "
+                      f"{cost['at_threshold']:.4f})" for prior, cost in results["DCF"].items())
+    return [
+        f"EER {results['EER']:.2f}%, minDCF({results['p_target']:g}) {results['minDCF']:.4f} on "
+        f"{results['n_trials']} trials of {results['verification_file']}",
+        f"Calibrated on {results['calibrated_on']}: Cllr {results['Cllr']:.4f} bits (minCllr {results['minCllr']:.4f}); "
+        f"actual / minimum DCF at p_target {costs}",
+    ]
+
+
 def write_outputs(output_folder, trials, scores, labels, results):
     """scores.txt, results.json and det.png, each written atomically."""
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +201,11 @@ def write_outputs(output_folder, trials, scores, labels, results):
     write_text_atomically(output_folder / "scores.txt", "".join(lines), SCORES)
     write_text_atomically(output_folder / "results.json", json.dumps(results, indent=2) + "\n", RESULTS)
     display = DetCurveDisplay.from_predictions(labels, scores.numpy(), name=f"EER {results['EER']:.2f}%")
+    for (prior, cost), marker in zip(results["DCF"].items(), "os^v"):
+        p_fa, p_miss = (min(max(p, 1e-4), 1 - 1e-4) for p in (cost["P_fa"], cost["P_miss"]))  # inside the axes
+        display.ax_.plot(norm.ppf(p_fa), norm.ppf(p_miss), marker, label=f"calibrated decisions at p_target {prior}: "
+                         f"DCF {cost['actual']:.3f} (min {cost['minimum']:.3f})")
+    display.ax_.legend(loc="upper right")
     display.ax_.set_title("DET curve")
     save_figure(display.figure_, output_folder / "det.png")
     return results
@@ -178,6 +234,7 @@ def main(argv):
         write_bytes_atomically(run_folder / COHORT_FILE, buffer.getvalue(), COHORT)
 
     def score_list(trial_file):
+        """(trials, scores (n,), durations (n, 2) or None) of a trial list."""
         check_trials_not_trained_on(trial_file, hparams["trial_wav_folder"],
                                     [run.save_folder / "train.csv", run.save_folder / "dev.csv"])
         trials = read_trials(trial_file)
@@ -185,31 +242,35 @@ def main(argv):
             embed, trial_files(trials), hparams["trial_wav_folder"], hparams["sample_rate"],
             crop_samples=crop_length, num_crops=hparams["num_crops"], batch_samples=batch_samples,
         )
-        return trials, score_trials(trials, embeddings, score_norm, cohort, top_n)
+        durations = trial_durations(trials, hparams["trial_wav_folder"]) if hparams["calibration_durations"] else None
+        return trials, score_trials(trials, embeddings, score_norm, cohort, top_n), durations
 
-    trials, scores = score_list(hparams["verification_file"])
+    trials, scores, durations = score_list(hparams["verification_file"])
     labels = [t.label for t in trials]
     eer, threshold, min_dcf = error_rates(scores, labels, hparams["p_target"])
-    results = {"EER": eer, "minDCF": min_dcf, "n_trials": len(trials), "threshold": threshold,
-               "verification_file": str(hparams["verification_file"]), "checkpoint": run.checkpoint_summary()}
-    write_outputs(Path(hparams["output_folder"]), trials, scores, labels, results)
-    logger.info("Verification results: %s", results)
-    print(json.dumps(results))
-
-    calibrated_on, on_evaluation_list = hparams["verification_file"], True
-    if hparams.get("dev_verification_file"):
-        dev_trials, dev_scores = score_list(hparams["dev_verification_file"])
-        eer, threshold, _ = error_rates(dev_scores, [t.label for t in dev_trials])
-        calibrated_on, on_evaluation_list = hparams["dev_verification_file"], False
+    calibration_list = hparams.get("dev_verification_file")
+    if calibration_list:
+        dev_trials, dev_scores, dev_durations = score_list(calibration_list)
+        dev_labels = [t.label for t in dev_trials]
+        calibration = calibrate(dev_labels, dev_scores, dev_durations,
+                                error_rates(dev_scores, dev_labels, hparams["p_target"]), calibration_list, False,
+                                hparams)
     else:
-        logger.warning("No dev_verification_file: the decision threshold is calibrated on the evaluation list "
-                       "itself, so decisions on new trials will be less accurate than its EER says")
-    calibration = Calibration(
-        threshold=threshold, crop=bool(hparams["crop"]), crop_frames=hparams["crop_frames"],
-        num_crops=hparams["num_crops"], score_norm=score_norm, as_norm_top_n=top_n, calibrated_on=str(calibrated_on),
-        eer=eer, on_evaluation_list=on_evaluation_list, calibrated_at=datetime.date.today().isoformat(),
-    )
+        logger.warning("No dev_verification_file: the scores are calibrated on the evaluation list itself, so "
+                       "decisions on new trials will be less accurate than its EER and actual DCF say")
+        calibration_list = hparams["verification_file"]
+        calibration = calibrate(labels, scores, durations, (eer, threshold, min_dcf), calibration_list, True, hparams)
+    results = {"EER": eer, "minDCF": min_dcf, "p_target": hparams["p_target"], "n_trials": len(trials),
+               "threshold": threshold, "verification_file": str(hparams["verification_file"]),
+               "checkpoint": run.checkpoint_summary(), "calibrated_on": str(calibration_list),
+               **calibration_report(scores, calibration.llrs(scores, durations), labels,
+                                    score_threshold=calibration.threshold)}
+    write_outputs(Path(hparams["output_folder"]), trials, scores, labels, results)
     write_calibration(run_folder / CALIBRATION_FILE, calibration)
+    for line in report_lines(results):
+        logger.info(line)
+        print(line)
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":
