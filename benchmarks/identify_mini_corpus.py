@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Closed- and open-set speaker identification on the mini corpus.
 
-    python benchmarks/identify_mini_corpus.py MODEL CORPUS [--enrol 3] [--threshold T]
+    python benchmarks/identify_mini_corpus.py MODEL CORPUS [--enrol 3] [--threshold T] [--p-unknown P ...]
 
 MODEL is a model folder (e.g. the demo's ``exported_model``), CORPUS a folder
 written by ``python tools/mini_corpus.py`` (its ``corpus.json``
@@ -17,7 +17,9 @@ the dev speakers, who are not enrolled. Prints
 
 at the model's calibrated threshold (or ``--threshold``), and at the
 threshold where the last two are equal (an oracle operating point, chosen on
-these same trials). The last line is JSON.
+these same trials); and, for a model calibrated to log-likelihood ratios,
+the last two when ``identify`` answers from the posteriors at each prior
+``--p-unknown`` of an unknown speaker (default 0.5). The last line is JSON.
 """
 import argparse
 import json
@@ -25,6 +27,7 @@ import sys
 from pathlib import Path
 
 from speechbrain_tdy.inference import TDYSpeakerRecognition
+from speechbrain_tdy.inference.gallery import UNKNOWN
 
 #: A threshold below any score: identify() then gives the closed-set answer.
 ACCEPT_ALL = -1e30
@@ -47,6 +50,8 @@ def main(argv=None):
     parser.add_argument("corpus")
     parser.add_argument("--enrol", type=int, default=3, help="utterances enrolled per test speaker")
     parser.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one")
+    parser.add_argument("--p-unknown", type=float, nargs="+", default=[0.5],
+                        help="priors of an unknown speaker at which identify() decides from posteriors")
     args = parser.parse_args(argv)
     split = json.loads((Path(args.corpus) / "corpus.json").read_text())["speakers"]
     model = TDYSpeakerRecognition.from_hparams(source=args.model, run_opts={"device": "cpu"})
@@ -85,8 +90,19 @@ def main(argv=None):
         f"{result['identification_rate']}%, unknown speakers rejected {result['open_set_rejection_rate']}%",
         f"threshold where both rates are equal (chosen on these trials): {equal:.4f}, identified and accepted "
         f"{result['equal_rate_identification']}%, unknown speakers rejected {result['equal_rate_rejection']}%",
-        json.dumps(result),
     ]
+    if model.calibration.llr is not None:
+        result["posterior_decisions"] = {}
+        for p_unknown in args.p_unknown:
+            identified = 100 * sum(model.identify(path, p_unknown=p_unknown)[0][0] == speaker
+                                   for speaker, path in known) / len(known)
+            rejected = 100 * sum(model.identify(path, p_unknown=p_unknown)[0][0] == UNKNOWN
+                                 for path in unknown) / len(unknown)
+            result["posterior_decisions"][f"{p_unknown:g}"] = {"identification_rate": round(identified, 2),
+                                                               "open_set_rejection_rate": round(rejected, 2)}
+            report.append(f"posteriors at p_unknown {p_unknown:g}: identified and accepted {identified:.2f}%, "
+                          f"unknown speakers rejected {rejected:.2f}%")
+    report.append(json.dumps(result))
     print("\n".join(report))
 
 

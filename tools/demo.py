@@ -54,7 +54,7 @@ DEMO_OVERRIDES = {
     "lr_decay_every": 4,
     "temperature_step": 10,
     "valid_crop_frames": 300,  # classification error on 3-s centre crops of the dev utterances
-    "eer_every_n_epochs": 0,  # verify.py scores the dev list once, for the decision threshold
+    "eer_every_n_epochs": 0,  # verify.py scores the dev list once, to calibrate
     "augment": False,
     "num_workers": 0,
     "split_ratio": [90, 10],
@@ -117,7 +117,7 @@ def main(argv=None):
 
     results = json.loads((trained / "verification" / "results.json").read_text())
     exported = output / "exported_model"
-    score, decision = export_and_score_one_trial(trained, exported, corpus)
+    llr, decision = export_and_score_one_trial(trained, exported, corpus)
 
     print()
     print(f"TDY-ResNet-34 (x0.25) on the mini corpus test list ({results['n_trials']} trials):")
@@ -125,14 +125,15 @@ def main(argv=None):
     print(f"  model:  {trained / 'save'}")
     print(f"  scores: {trained / 'verification' / 'scores.txt'}")
     print(f"  DET:    {trained / 'verification' / 'det.png'}")
-    print(f"  export: {exported}  (one trial through TDYSpeakerRecognition: score {score:.3f}, same speaker: {decision})")
+    print(f"  export: {exported}  (one trial through TDYSpeakerRecognition: LLR {llr:.3f}, same speaker at "
+          f"p_target 0.05: {decision})")
     print(f"  wall time {time.time() - start:.0f} s")
 
 
 def export_and_score_one_trial(trained, exported, corpus):
     """Export the run folder ``trained`` to ``exported`` (in this process: no
     second start-up), then score the first trial of the test list through the
-    pretrained interface. Returns (score, same speaker)."""
+    pretrained interface. Returns (log-likelihood ratio, same speaker)."""
     from speechbrain_tdy.cli.export import main as export_main
     from speechbrain_tdy.inference import TDYSpeakerRecognition
 
@@ -140,8 +141,8 @@ def export_and_score_one_trial(trained, exported, corpus):
     export_main([str(trained), str(exported), "--overwrite"])
     trial = read_trials(corpus / "veri_test.txt")[0]
     model = TDYSpeakerRecognition.from_hparams(source=str(exported))
-    score, decision = model.verify_files(str(corpus / "wav" / trial.enrol), str(corpus / "wav" / trial.test))
-    return float(score), bool(decision)
+    llr, decision = model.verify_files(str(corpus / "wav" / trial.enrol), str(corpus / "wav" / trial.test))
+    return float(llr), bool(decision)
 
 
 if __name__ == "__main__":
