@@ -74,9 +74,7 @@ def _read(path, start=0, stop=None, max_duration=MAX_DURATION):
             limit = int(max_duration * min(rate, MAX_DECODED_RATE))
             end = frames if stop is None else min(stop, frames)
             if end - start > limit:
-                raise AudioError(f"{path}: {(end - start) / rate:,.0f} s of audio, more than max_duration "
-                                 f"({max_duration:,.0f} s){_rate_note(rate)}; cut the file, or pass a larger "
-                                 "max_duration")
+                raise _too_long(path, f"{(end - start) / rate:,.0f} s of audio", end - start, rate, max_duration)
             wanted = limit + 1 if stop is None else min(stop - start, limit + 1)  # one more: a lying header
             stream.seek(min(start, frames))
             blocks = [block.mean(axis=1) for block in
@@ -85,8 +83,7 @@ def _read(path, start=0, stop=None, max_duration=MAX_DURATION):
         raise _unreadable(path, error) from error
     audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     if audio.shape[0] > limit:
-        raise AudioError(f"{path}: more audio than its header says, and more than max_duration "
-                         f"({max_duration:,.0f} s){_rate_note(rate)}; cut the file, or pass a larger max_duration")
+        raise _too_long(path, "more audio than its header says", audio.shape[0], rate, max_duration)
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: no samples" + (f" in [{start}, {stop})" if start or stop is not None else ""))
     return audio, rate
@@ -117,10 +114,15 @@ def _unreadable(path, error):
                       "(wav, flac, ogg, ...)?")
 
 
-def _rate_note(rate):
-    """Why a file above MAX_DECODED_RATE is refused sooner, in words."""
-    return f" at {MAX_DECODED_RATE:,} samples a second (the most read for a {rate:,} Hz file)" \
-        if rate > MAX_DECODED_RATE else ""
+def _too_long(path, what, frames, rate, max_duration):
+    """The AudioError of a file whose ``frames`` at ``rate`` exceed ``max_duration``
+    (above MAX_DECODED_RATE: max_duration x MAX_DECODED_RATE samples)."""
+    if rate <= MAX_DECODED_RATE:
+        return AudioError(f"{path}: {what}, more than max_duration ({max_duration:,.0f} s); cut the file, or pass a "
+                          "larger max_duration")
+    return AudioError(f"{path}: {what} ({frames:,} samples at {rate:,} Hz), more than max_duration "
+                      f"({max_duration:,.0f} s) of {MAX_DECODED_RATE:,} samples a second, the most read from a file "
+                      f"above {MAX_DECODED_RATE:,} Hz; cut or resample the file, or pass a larger max_duration")
 
 
 def check_samples(path, audio):
