@@ -8,9 +8,8 @@ named where a file is expected is refused instead of blocking or streaming
 forever, and its size is checked before it is read. Compressed containers
 (PyTorch checkpoints and ``.npz`` files are zip archives) are bounded by the
 sizes their central directory declares, before anything is inflated
-(:func:`inflated_size`). YAML
-files are composed with bounded size, depth and node count, and without
-aliases unless asked; JSON files without deep nesting.
+(:func:`inflated_size`). YAML files are composed with bounded size, depth and
+node count, and without aliases unless asked; JSON files without deep nesting.
 """
 import json
 import os
@@ -126,7 +125,8 @@ def compose_yaml(path, what, max_bytes=MAX_YAML_BYTES, allow_aliases=False, erro
     (PyYAML's safe composer), at most :data:`MAX_YAML_NODES` nodes nested at most
     :data:`MAX_YAML_DEPTH` deep, and no aliases unless ``allow_aliases`` (an
     alias is composed once, so the tree stays linear in the file; its
-    expansion is bounded by the reader of the values, see :func:`plain_values`).
+    expansion is bounded by the reader of the values, see
+    :func:`~speechbrain_tdy.storage.safe_hparams.plain_values`).
     ``error`` (a ValueError class) names the file, and the line where there is one.
 
     >>> import tempfile, os
