@@ -10,13 +10,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import fake_run, voice, write_tiny_model_folder, write_voice
+from helpers import fake_run, load_model_folder, voice, write_tiny_model_folder, write_voice
 from speechbrain.utils.fetching import LocalStrategy
 
 from speechbrain_tdy.cli import embed as embed_command
 from speechbrain_tdy.dataio.audio import AudioError
 from speechbrain_tdy.export.run import export
-from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.inference.gallery import GalleryError, SpeakerGallery
 from speechbrain_tdy.storage.run_folder import load_training_run
 
@@ -34,12 +33,6 @@ def spoilt(model_folder, tmp_path):
     return shutil.copytree(model_folder, tmp_path / "spoilt")
 
 
-def load(folder, **kwargs):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "^.* has no calibrated decision threshold")
-        return TDYSpeakerRecognition.from_hparams(source=str(folder), **kwargs)
-
-
 def append(path, text):
     path.write_text(path.read_text() + text)
     return path
@@ -53,7 +46,7 @@ def test_deep_nesting_in_a_model_folders_hyperparams_is_named(spoilt):
     line = len(hparams.read_text().splitlines())
     with pytest.raises(ValueError, match=re.escape(f"{hparams}, line {line}: nested more than 32 deep, too deep "
                                                    "for a model folder's hyperparams.yaml")):
-        load(spoilt)
+        load_model_folder(spoilt)
 
 
 def test_deep_nesting_in_a_run_is_named(tmp_path):
@@ -96,7 +89,7 @@ def test_modules_that_are_not_a_model_folders_are_named(spoilt, modules, message
     text = re.sub(r"modules:\n(    .*\n)+", f"modules: {modules}\n", hparams.read_text())
     hparams.write_text(text)
     with pytest.raises(ValueError, match=re.escape(f"{hparams}: {message}")):
-        load(spoilt)
+        load_model_folder(spoilt)
 
 
 @pytest.mark.parametrize("meta, message", [
@@ -153,14 +146,14 @@ def test_gallery_arrays_of_another_size_or_type_are_named(tmp_path, means, finge
 
 
 def test_a_gallery_of_another_embedding_size_than_the_model_is_named(model_folder, tmp_path):
-    model = load(model_folder)
+    model = load_model_folder(model_folder)
     model.gallery = SpeakerGallery.load(saved_gallery(tmp_path, np.ones((1, 4), np.float32)))
     with pytest.raises(ValueError, match="The gallery holds 4-dimensional embeddings, this model's are 16-dimensional"):
         model.identify(torch.from_numpy(voice(1.0, seed=0)), threshold=0.5)
 
 
 def test_a_waveform_too_short_to_embed_is_refused_as_a_file_is(model_folder, tmp_path):
-    model = load(model_folder)
+    model = load_model_folder(model_folder)
     with pytest.raises(AudioError, match=re.escape("the waveform: 10 samples (0.6 ms), too short to embed")):
         model.enroll("alice", torch.from_numpy(voice(1.0, seed=0)[:10]))
     assert len(model.gallery) == 0
@@ -171,10 +164,10 @@ def test_a_waveform_too_short_to_embed_is_refused_as_a_file_is(model_folder, tmp
 
 def test_a_copied_model_is_never_served_stale(spoilt, tmp_path):
     savedir, wav = tmp_path / "copies", torch.from_numpy(voice(1.5, seed=3))
-    first = load(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
+    first = load_model_folder(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
     state = torch.load(spoilt / "embedding_model.ckpt", weights_only=True)
     torch.save({key: value * 1.5 if value.is_floating_point() else value for key, value in state.items()},
                spoilt / "embedding_model.ckpt")
-    again = load(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
-    fresh = load(spoilt).encode_batch(wav)
+    again = load_model_folder(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
+    fresh = load_model_folder(spoilt).encode_batch(wav)
     assert not torch.allclose(first, fresh) and torch.equal(again, fresh)

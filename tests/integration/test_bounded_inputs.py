@@ -18,6 +18,7 @@ from helpers import (
     RUN_HPARAMS,
     fake_run,
     finishes_within,
+    load_model_folder,
     release_fifos,
     voice,
     write_tiny_model_folder,
@@ -177,12 +178,6 @@ def spoilt(folder, tmp_path):
     return shutil.copytree(folder, tmp_path / "spoilt")
 
 
-def load(folder, **kwargs):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "^.* has no calibrated decision threshold")
-        return TDYSpeakerRecognition.from_hparams(source=str(folder), **kwargs)
-
-
 def test_a_cohort_beyond_the_documented_cap_is_refused_before_inflating(spoilt, monkeypatch):
     monkeypatch.setattr(model_files, "MAX_COHORT_BYTES", 1_000_000)
     torch.save(torch.randn(20_000, 16), spoilt / "cohort_embeddings.pt")  # 1.28 MB of values
@@ -190,7 +185,7 @@ def test_a_cohort_beyond_the_documented_cap_is_refused_before_inflating(spoilt, 
     hparams.write_text(hparams.read_text().replace("cohort_file: null", "cohort_file: cohort_embeddings.pt"))
     with pytest.raises(ValueError, match=r"cohort_embeddings.pt would load 1,280,[\d,]+ bytes, more than the "
                                          "1,000,000 that a cohort"):
-        load(spoilt)
+        load_model_folder(spoilt)
 
 
 def constant_flac(path, seconds, rate):
@@ -215,7 +210,7 @@ def test_embed_applies_the_models_max_duration(folder, tmp_path):
     (tmp_path / "audio").mkdir()
     long = constant_flac(tmp_path / "audio" / "long.flac", 130, 8000)
     write_voice(tmp_path / "audio" / "fine.wav", 1.5, seed=1)
-    model = load(folder, overrides={"max_duration": 120})
+    model = load_model_folder(folder, overrides={"max_duration": 120})
     summary = embed_utterances(model, read_inputs(tmp_path / "audio"), tmp_path / "out.npz", num_workers=0,
                                progress=False)
     assert summary.embedded == 1 and [reason for _, reason in summary.bad] == [
@@ -277,7 +272,7 @@ def test_an_oversized_hyperparams_file_is_refused_without_being_read(spoilt, tmp
         stream.truncate(256 * 2**20)  # a sparse 256 MB file
     tracemalloc.start()
     with pytest.raises(ValueError, match=re.escape(f"{hparams}: 268,435,456 bytes, over the 262,144-byte limit")):
-        load(spoilt) if kind == "model folder" else load_training_run(hparams.parent)
+        load_model_folder(spoilt) if kind == "model folder" else load_training_run(hparams.parent)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 32 * 2**20
@@ -326,7 +321,7 @@ def test_special_files_in_a_model_folder_are_refused_unopened(spoilt, name):
         hparams.write_text(hparams.read_text().replace("threshold_file: null", "threshold_file: threshold.json"))
     try:
         with pytest.raises(ValueError, match=re.escape(f"{spoilt / name}: a FIFO, not a model folder's {name}")):
-            finishes_within(30, load, spoilt)
+            finishes_within(30, load_model_folder, spoilt)
     finally:
         release_fifos(spoilt)
 
