@@ -412,7 +412,7 @@ def check_modules(modules, pretrainer, where, needed):
     if not isinstance(pretrainer, Pretrainer):
         raise ValueError(f"{where}: 'pretrainer' must be a Pretrainer, got {type(pretrainer).__name__}")
     if not isinstance(modules, dict) or not all(isinstance(m, torch.nn.Module) for m in modules.values()):
-        got = f"a {type(modules).__name__}" if not isinstance(modules, dict) else "a mapping to other values"
+        got = type(modules).__name__ if not isinstance(modules, dict) else "a mapping to other values"
         raise ValueError(f"{where}: 'modules' must map names to modules built in the file, got {got}")
     missing = [name for name in needed if name not in modules]
     if missing:

@@ -80,7 +80,7 @@ def test_a_command_names_deep_nesting_without_a_traceback(spoilt, tmp_path, caps
 
 
 @pytest.mark.parametrize("modules, message", [
-    ("5", "'modules' must map names to modules built in the file, got a int"),
+    ("5", "'modules' must map names to modules built in the file, got int"),
     ("{compute_features: 5}", "'modules' must map names to modules built in the file, got a mapping to other values"),
     ("{compute_features: !ref <compute_features>}", "'modules' lacks embedding_model"),
 ])
