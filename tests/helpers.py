@@ -302,3 +302,49 @@ def folder_contents(folder):
         elif path.is_file():
             found[name] = path.read_bytes()
     return found
+
+
+def finishes_within(seconds, function, *args, **kwargs):
+    """``function(*args, **kwargs)`` run in a daemon thread: its result, or the
+    exception it raised, re-raised here; AssertionError if it is still running
+    after ``seconds`` (blocked on a FIFO, say), so that a test fails instead of hanging."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = function(*args, **kwargs)
+        except BaseException as error:  # noqa: B036 - handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(function, '__name__', function)} still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def release_fifos(folder):
+    """Open every FIFO under ``folder`` for writing and close it, so that a reader
+    blocked on one (code that opened it) sees its end and returns."""
+    for path in Path(folder).rglob("*"):
+        if path.is_fifo():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting
+                pass
+
+
+def load_model_folder(folder, **kwargs):
+    """TDYSpeakerRecognition.from_hparams of ``folder`` without the warning of a
+    folder that has no threshold.json (other warnings still reach the test)."""
+    import warnings
+
+    from speechbrain_tdy.inference import TDYSpeakerRecognition
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "^.* has no calibrated decision threshold")
+        return TDYSpeakerRecognition.from_hparams(source=str(folder), **kwargs)

@@ -3,15 +3,21 @@
 Waveforms are float32 in [-1, 1] (soundfile's convention, as in the authors'
 code). Files shorter than a crop are extended by wrapping around, as the
 authors do; multi-channel files are averaged to mono.
+
+Work is bounded before decoding: only regular files are opened, and a file is
+refused from its header if it is longer than ``max_duration`` (default
+:data:`MAX_DURATION`, 3 hours); decoding stops there even if the header lies,
+and channels are mixed to mono block by block, so a small compressed file
+cannot decode into gigabytes.
 """
 import math
-import os
-import stat
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+
+from speechbrain_tdy.storage.reading import check_regular_file
 
 
 class AudioError(ValueError):
@@ -36,72 +42,96 @@ MAX_RESAMPLING_KERNEL = 20_000_000
 #: Recordings shorter than this (seconds) are wrap-padded to it before they are
 #: embedded, as the authors do; the default of a model folder's ``min_duration``.
 MIN_DURATION = 1.0
-#: Longest recording read (seconds), checked from the header before decoding:
-#: a small compressed file can hold hours of samples. Callers may pass another
-#: ``max_duration``.
-MAX_DURATION = 3 * 3600.0
 #: Shortest recording embedded (seconds): wrap-padding a few samples to
 #: ``MIN_DURATION`` would give an embedding of nothing.
 MIN_AUDIO_DURATION = 0.1
+#: Longest recording read (seconds), checked from the header before decoding:
+#: a small compressed file can hold hours of samples (3 hours at 16 kHz decode
+#: to 0.7 GB of float32 samples). Callers may pass another ``max_duration``.
+MAX_DURATION = 3 * 3600.0
+#: Files above this rate may hold ``max_duration`` seconds of samples at this
+#: rate only, so that the work and memory of decoding stay those of ``max_duration``
+#: at 48 kHz whatever rate the header claims.
+MAX_DECODED_RATE = 48000
+#: Frames decoded at a time (each block is mixed to mono before the next).
+DECODE_BLOCK_FRAMES = 1 << 16
 #: Largest sample magnitude accepted (float files outside [-1, 1] by this much
 #: are not audio as the models expect it, and overflow the features).
 MAX_AMPLITUDE = 100.0
 
 
-def check_regular_file(path):
-    """AudioError naming ``path`` unless it is a regular file (a FIFO would block
-    the reader forever, a device never ends); checked before it is opened."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        raise AudioError(f"{path}: cannot read audio ({error.strerror or error})") from error
-    if not stat.S_ISREG(mode):
-        kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket" if \
-            stat.S_ISSOCK(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
-        raise AudioError(f"{path}: a {kind}, not an audio file")
-
-
 def _read(path, start=0, stop=None, max_duration=MAX_DURATION):
-    """(samples, channels) float32 array and header rate of ``path``; AudioError
-    naming it. The header's duration (of [start, stop)) is checked against
-    ``max_duration`` seconds before anything is decoded."""
-    check_regular_file(path)
+    """Mono float32 samples (samples,) of frames [start, stop) of ``path`` and
+    its header rate; AudioError naming it, before decoding for a special file
+    or a recording longer than ``max_duration`` seconds."""
+    check_audio_file(path)
     try:
-        info = sf.info(str(path))
-        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-            raise AudioError(f"{path}: header sample rate {info.samplerate} Hz is outside "
-                             f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
-        seconds = ((info.frames if stop is None else min(stop, info.frames)) - start) / info.samplerate
-        if seconds > max_duration:
-            raise AudioError(f"{path}: {seconds:,.0f} s of audio, more than max_duration ({max_duration:,.0f} s); "
-                             "cut the file, or pass a larger max_duration")
-        audio, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as stream:
+            rate, frames = stream.samplerate, stream.frames
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"{path}: header sample rate {rate} Hz is outside "
+                                 f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
+            limit = int(max_duration * min(rate, MAX_DECODED_RATE))
+            end = frames if stop is None else min(stop, frames)
+            if end - start > limit:
+                raise _too_long(path, f"{(end - start) / rate:,.0f} s of audio", end - start, rate, max_duration)
+            wanted = limit + 1 if stop is None else min(stop - start, limit + 1)  # one more: a lying header
+            stream.seek(min(start, frames))
+            blocks = [block.mean(axis=1) for block in
+                      stream.blocks(DECODE_BLOCK_FRAMES, frames=wanted, dtype="float32", always_2d=True)]
     except (RuntimeError, sf.LibsndfileError, TypeError) as error:
-        raise unreadable(path, error) from error
-    if info.samplerate != rate:
-        raise AudioError(f"{path}: inconsistent sample rate in the header")
+        raise _unreadable(path, error) from error
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if audio.shape[0] > limit:
+        raise _too_long(path, "more audio than its header says", audio.shape[0], rate, max_duration)
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: no samples" + (f" in [{start}, {stop})" if start or stop is not None else ""))
     return audio, rate
 
 
-def unreadable(path, error):
-    """The AudioError of a file that libsndfile cannot open, naming it."""
-    return AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
-                      "(wav, flac, ogg, ...)?")
+def audio_header(path):
+    """soundfile's header of ``path`` (``duration``, ``frames``, ``samplerate``),
+    read without decoding; AudioError naming a file that is not a regular
+    file or not audio. For ordering files by length before they are read."""
+    check_audio_file(path)
+    try:
+        return sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError, TypeError) as error:
+        raise _unreadable(path, error) from error
 
 
 def header_duration(path):
     """Seconds of audio that the header of ``path`` states (nothing is decoded;
-    before any wrap-padding); AudioError naming the file if it has none."""
-    check_regular_file(path)
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError, TypeError) as error:
-        raise unreadable(path, error) from error
-    if info.frames <= 0 or info.samplerate <= 0:
+    before any wrap-padding); AudioError naming the file if it states none."""
+    header = audio_header(path)
+    if header.frames <= 0 or header.samplerate <= 0:
         raise AudioError(f"{path}: the header states no samples")
-    return info.frames / info.samplerate
+    return header.frames / header.samplerate
+
+
+def check_audio_file(path):
+    """AudioError naming ``path`` unless it is a regular file, checked before
+    it is opened: a FIFO would block the reader forever, a device never ends."""
+    try:
+        check_regular_file(path, "an audio file", error=AudioError)
+    except FileNotFoundError as missing:
+        raise AudioError(f"cannot read audio: {missing}") from missing
+
+
+def _unreadable(path, error):
+    return AudioError(f"{path}: cannot read audio ({error}); is it an audio file that libsndfile decodes "
+                      "(wav, flac, ogg, ...)?")
+
+
+def _too_long(path, what, frames, rate, max_duration):
+    """The AudioError of a file whose ``frames`` at ``rate`` exceed ``max_duration``
+    (above MAX_DECODED_RATE: max_duration x MAX_DECODED_RATE samples)."""
+    if rate <= MAX_DECODED_RATE:
+        return AudioError(f"{path}: {what}, more than max_duration ({max_duration:,.0f} s); cut the file, or pass a "
+                          "larger max_duration")
+    return AudioError(f"{path}: {what} ({frames:,} samples at {rate:,} Hz), more than max_duration "
+                      f"({max_duration:,.0f} s) of {MAX_DECODED_RATE:,} samples a second, the most read from a file "
+                      f"above {MAX_DECODED_RATE:,} Hz; cut or resample the file, or pass a larger max_duration")
 
 
 def check_samples(path, audio):
@@ -122,7 +152,6 @@ def read_segment(path, start=0, stop=None, sample_rate=16000):
     audio, rate = _read(path, start, stop)
     if rate != sample_rate:
         raise AudioError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
-    audio = audio.mean(axis=1)
     check_samples(path, audio)
     return torch.from_numpy(np.ascontiguousarray(audio))
 
@@ -137,13 +166,12 @@ def load_audio(path, sample_rate=16000, max_duration=MAX_DURATION):
     """A whole file as a mono float32 tensor (samples,) at ``sample_rate``:
     channels averaged, resampled from any rate in [1 kHz, 384 kHz].
 
-    Raises AudioError naming the file if it is not a regular file, cannot be
-    decoded, is empty or longer than ``max_duration`` seconds, has an
-    unusable sample rate, holds NaN/infinite or out-of-range samples, or only
-    digital silence.
+    Raises AudioError naming the file if it is not a regular file, is longer
+    than ``max_duration`` seconds (checked from the header, before decoding),
+    cannot be decoded, is empty, has an unusable sample rate, holds
+    NaN/infinite or out-of-range samples, or only digital silence.
     """
     audio, rate = _read(path, max_duration=max_duration)
-    audio = audio.mean(axis=1)
     check_samples(path, audio)
     check_voiced(path, audio)
     wav = torch.from_numpy(np.ascontiguousarray(audio))
@@ -159,11 +187,23 @@ def load_audio(path, sample_rate=16000, max_duration=MAX_DURATION):
 
 def load_utterance(path, sample_rate=16000, min_samples=int(MIN_DURATION * 16000), max_duration=MAX_DURATION):
     """A file as every embedding of it sees it: :func:`load_audio` (mono,
-    resampled, checked), wrap-padded to at least ``min_samples`` samples.
-    Files shorter than ``MIN_AUDIO_DURATION`` are an AudioError. Returns (samples,)."""
-    wav = load_audio(path, sample_rate, max_duration)
+    resampled, checked, at most ``max_duration`` seconds), then
+    :func:`pad_utterance`. Returns (samples,)."""
+    return pad_utterance(load_audio(path, sample_rate, max_duration), min_samples, sample_rate, path)
+
+
+def pad_utterance(wav, min_samples, sample_rate, where):
+    """``wav`` (samples,) wrap-padded to at least ``min_samples`` samples, as
+    the authors pad short recordings; AudioError naming ``where`` if it is
+    shorter than :data:`MIN_AUDIO_DURATION`, too short to be embedded.
+
+    >>> pad_utterance(torch.ones(800), 1600, 16000, "short.wav")
+    Traceback (most recent call last):
+    ...
+    speechbrain_tdy.dataio.audio.AudioError: short.wav: 800 samples (50.0 ms), too short to embed (at least 0.1 s)
+    """
     if wav.shape[0] < MIN_AUDIO_DURATION * sample_rate:
-        raise AudioError(f"{path}: {wav.shape[0]} samples ({1000 * wav.shape[0] / sample_rate:.1f} ms), too short "
+        raise AudioError(f"{where}: {wav.shape[0]} samples ({1000 * wav.shape[0] / sample_rate:.1f} ms), too short "
                          f"to embed (at least {MIN_AUDIO_DURATION:g} s)")
     return wrap_pad(wav, min_samples)
 

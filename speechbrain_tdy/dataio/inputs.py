@@ -4,9 +4,13 @@ from pathlib import Path
 
 import soundfile as sf
 
+from speechbrain_tdy.storage.reading import read_text
+
 #: File extensions searched for in a folder: soundfile's formats and common aliases.
 AUDIO_EXTENSIONS = {f".{name.lower()}" for name in sf.available_formats()} - {".raw", ".wavex"} | {
     ".aif", ".oga", ".opus"}
+#: Largest list or wav.scp read (VoxCeleb2's 1.1 million paths take about 70 MB).
+MAX_LIST_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ def read_inputs(source):
     reported with the reason instead of silently left out.
 
     Raises FileNotFoundError for a missing INPUT and ValueError naming the
-    file and line of a malformed line, a duplicated id, or an empty INPUT.
+    file and line of a malformed line, a duplicated id, or an INPUT without
+    audio files; a list that is not a regular file is refused unread.
     """
     source = Path(source)
     if source.is_dir():
@@ -34,7 +39,7 @@ def read_inputs(source):
             for path in sorted(source.rglob("*"))
             if path.suffix.lower() in AUDIO_EXTENSIONS  # broken links, FIFOs, folders too: reported, not skipped
         ]
-    elif source.is_file():
+    elif source.exists() or source.is_symlink():  # a list; one that is not a regular file is refused unread
         if source.suffix.lower() in AUDIO_EXTENSIONS:
             raise ValueError(f"{source} is an audio file; INPUT is a folder, a wav.scp or a text list of paths")
         utterances = _read_list(source, scp=source.suffix.lower() == ".scp")
@@ -51,10 +56,7 @@ def read_inputs(source):
 
 
 def _read_list(path, scp):
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not a UTF-8 text list of audio files ({error})") from error
+    lines = read_text(path, "a text list of audio files", MAX_LIST_BYTES).splitlines()
     utterances = []
     for number, line in enumerate(lines, start=1):
         line = line.strip()

@@ -3,6 +3,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechbrain_tdy.storage.reading import check_regular_file
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,13 +37,13 @@ def read_trials(path):
     """All trials of a list file (UTF-8, with or without a byte-order mark);
     blank lines are skipped, a repeated line is counted once (with a warning).
 
-    Raises FileNotFoundError if ``path`` does not exist and ValueError naming the
-    file and line of the first malformed or undecodable line, of a pair listed
-    twice with different labels, or if the list has no trial.
+    Raises FileNotFoundError if ``path`` does not exist, ValueError unread if
+    it is not a regular file, and ValueError naming the file and line of the
+    first malformed or undecodable line, of a pair listed twice with
+    different labels, or if the list has no trial.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Trial list not found: {path}")
+    check_regular_file(path, "a trial list")
     trials, first_line = {}, {}
     with open(path, "rb") as stream:
         for number, raw in enumerate(stream, start=1):

@@ -4,11 +4,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import soundfile as sf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from speechbrain_tdy.dataio.audio import AudioError, check_regular_file, load_utterance
+from speechbrain_tdy.dataio.audio import AudioError, audio_header, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
 from speechbrain_tdy.embedding.files import embed_waveforms
 from speechbrain_tdy.storage.atomic import (
@@ -99,13 +98,10 @@ def _embed_utterances(model, utterances, out, batch_size, num_workers, strict, p
     durations, readable = [], []
     for utterance in todo:
         try:
-            check_regular_file(utterance.path)  # before any open: a FIFO would block forever
-            durations.append(sf.info(utterance.path).duration)
+            durations.append(audio_header(utterance.path).duration)  # refuses a FIFO before opening it
             readable.append(utterance)
-        except AudioError as error:
-            summary.bad.append((utterance, str(error)))
-        except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
-            summary.bad.append((utterance, f"{utterance.path}: cannot read the audio header ({error})"))
+        except (ValueError, OSError) as error:  # AudioError is a ValueError
+            summary.bad.append((utterance, str(error)))  # names the file and the problem
     _stop_if_strict(strict, summary)
     read = partial(load_utterance, sample_rate=model.sample_rate, min_samples=model.min_samples,
                    max_duration=model.max_duration)

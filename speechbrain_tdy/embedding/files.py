@@ -6,12 +6,11 @@ applies to the others.
 """
 from pathlib import Path
 
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.data_utils import batch_pad_right
 
-from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION, evenly_spaced_crops, load_utterance
+from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION, audio_header, evenly_spaced_crops, load_utterance
 from speechbrain_tdy.dataio.batching import length_batches
 
 
@@ -22,7 +21,8 @@ def embed_files(embed, paths, root=None, sample_rate=16000, min_samples=int(MIN_
     ``verify_files``, ``verify.py`` and training's dev EER all call it).
 
     Each file is read by :func:`~speechbrain_tdy.dataio.audio.load_utterance`
-    (mono, resampled, checked, wrap-padded to ``min_samples``). By default
+    (mono, resampled, checked, wrap-padded to ``min_samples``; files longer
+    than ``max_duration`` seconds are refused before decoding). By default
     each file is embedded alone, at its own length: a trial list then scores
     exactly as the interface scores its pairs. With ``batch_samples``, files
     of similar header durations are embedded in zero-padded batches of at
@@ -75,8 +75,8 @@ def embed_waveforms(embed, wavs):
 
 
 def _header_frames(path):
-    """Samples per channel in ``path``'s header (0 if unreadable: reading it then names the problem)."""
+    """Samples per channel in ``path``'s header (0 if unusable: reading it then names the problem)."""
     try:
-        return sf.info(str(path)).frames
-    except (RuntimeError, OSError):
+        return audio_header(path).frames  # refuses a FIFO before opening it
+    except (ValueError, OSError):
         return 0

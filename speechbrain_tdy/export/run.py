@@ -11,14 +11,18 @@ detection costs that the model card reports. OUT_DIR
 must not exist, or be a model folder replaced with ``--overwrite``. See
 :mod:`speechbrain_tdy.export.model_folder` for the folder's contents.
 """
-import json
 import warnings
-
-from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_tdy.export.model_folder import model_card, write_model_folder
 from speechbrain_tdy.scoring.calibration import read_calibration
-from speechbrain_tdy.storage.model_files import CALIBRATION_FILE, COHORT_FILE, LABELS_FILE, read_cohort
+from speechbrain_tdy.storage.model_files import (
+    CALIBRATION_FILE,
+    COHORT_FILE,
+    LABELS_FILE,
+    load_label_encoder,
+    read_cohort,
+)
+from speechbrain_tdy.storage.reading import read_json
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 
@@ -57,9 +61,7 @@ def export(run_folder, out_dir, overwrite=False):
 def training_summary(run, label_encoder):
     speakers = ""
     if label_encoder.is_file():
-        encoder = CategoricalEncoder()
-        encoder.load(label_encoder)
-        speakers = f" ({len(encoder)} speakers)"
+        speakers = f" ({len(load_label_encoder(label_encoder))} speakers)"
     hparams = run.hparams
     meta = ", ".join(f"{key} {value:.4g}" for key, value in run.checkpoint.meta.items() if key in ("EER", "ErrorRate"))
     return (
@@ -69,10 +71,14 @@ def training_summary(run, label_encoder):
     )
 
 
+#: Largest results.json read (verify.py writes a few hundred bytes).
+MAX_RESULTS_BYTES = 1024 * 1024
+
+
 def results_summary(results_file):
     if not results_file.is_file():
         return None
-    results = json.loads(results_file.read_text(encoding="utf-8"))
+    results = read_json(results_file, "a results.json of verify.py", MAX_RESULTS_BYTES)
     trials = results.get("verification_file", "the evaluation list")
     summary = (f"EER {results['EER']:.2f}%, minDCF(p_target={results.get('p_target', 0.05):g}) "
                f"{results['minDCF']:.3f} on {results['n_trials']} trials of `{trials}` (the recipe's verify.py).")

@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import unicodedata
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,19 @@ from speechbrain_tdy.storage.atomic import (
     write_text_atomically,
 )
 from speechbrain_tdy.storage.checks import checked_number
+from speechbrain_tdy.storage.reading import inflated_size, parse_json, read_bytes, read_text
 
 #: The name ``identify`` gives to a recording that matches no enrolled speaker.
 UNKNOWN = "unknown"
 GALLERY_FILE = "gallery.json"
 LOCK_FILE = "gallery.lock"
 FORMAT = "speechbrain-tdy speaker gallery 1"
+#: Largest gallery.json read (a million speakers take about 60 MB).
+MAX_INDEX_BYTES = 128 * 1024 * 1024
+#: Largest embedding size a gallery may hold (as the model folders' ``emb_dim``).
+MAX_DIM = 8192
+#: Bytes of a matrix file beyond its float32 values (.npy headers, zip records).
+MATRIX_OVERHEAD_BYTES = 64 * 1024
 
 
 class GalleryError(ValueError):
@@ -184,16 +192,12 @@ class SpeakerGallery:
     @classmethod
     def load(cls, folder):
         """Read a gallery written by :meth:`save`; GalleryError naming the file
-        and the problem for anything else."""
+        and the problem for anything else (names :meth:`add` refuses, counts
+        that are not whole numbers, means or a fingerprint of another size than
+        the gallery's ``dim`` or not finite)."""
         path = Path(folder) / GALLERY_FILE
-        speakers, matrix, data = _read_index(folder)
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            means, fingerprint = arrays["means"], arrays["fingerprint"] if "fingerprint" in arrays else None
-        if means.ndim != 2 or means.shape[0] != len(speakers) or not np.isfinite(means).all():
-            raise GalleryError(f"{matrix}: expected {len(speakers)} finite means, got an array of shape {means.shape}")
-        if fingerprint is not None and fingerprint.shape != (means.shape[1],):
-            raise GalleryError(f"{matrix}: means of dimension {means.shape[1]} with a model fingerprint of shape "
-                               f"{fingerprint.shape}: not one model's gallery")
+        speakers, dim, matrix, data = _read_index(folder)
+        means, fingerprint = _read_matrix(matrix, data, len(speakers), dim)
         gallery = cls()
         gallery.fingerprint = None if fingerprint is None else torch.from_numpy(fingerprint)
         for (name, count), mean in zip(speakers, torch.from_numpy(means)):
@@ -220,37 +224,70 @@ def check_speaker_name(name, what):
     if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 256:
         raise ValueError(f"{what} must be a non-empty string of at most 256 characters without surrounding "
                          f"spaces, got {name!r:.80}")
-    if any(unicodedata.category(char)[0] == "C" for char in name):
+    if any(unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp") for char in name):
         raise ValueError(f"{what} must not hold control characters (tabs, newlines, escapes), got {name!r:.80}")
     if name == UNKNOWN:
         raise ValueError(f"{UNKNOWN!r} is what identify() answers for unknown speakers; pick another name")
 
 
 def _read_index(folder):
-    """(speakers [(name, recordings)], matrix path, matrix bytes) of the gallery
-    in ``folder``, the matrix checked against the checksum gallery.json holds;
-    FileNotFoundError or GalleryError naming the file and the problem."""
+    """(speakers [(name, recordings)], dim, matrix path, matrix bytes) of the
+    gallery in ``folder``, read with bounded work (at most :data:`MAX_INDEX_BYTES`
+    of JSON, a matrix of at most the size its speakers need) and the matrix
+    checked against the checksum gallery.json holds; FileNotFoundError or
+    GalleryError naming the file and the problem."""
     path = Path(folder) / GALLERY_FILE
-    if not path.is_file():
+    if not path.exists():
         raise _missing(folder)
+    text = read_text(path, "a gallery file", MAX_INDEX_BYTES, GalleryError)
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = parse_json(text, GALLERY_FILE)
         speakers = [(entry["name"], entry["recordings"]) for entry in index["speakers"]]
         matrix, digest = Path(folder) / index["embeddings_file"], index["sha256"]
-    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        dim = index["dim"] if index["dim"] is None else checked_number(index["dim"], "dim", int, 1, MAX_DIM)
+    except (ValueError, KeyError, TypeError) as error:
         raise GalleryError(f"{path}: not a speaker gallery ({type(error).__name__}: {error})") from error
     if index.get("format") != FORMAT:
         raise GalleryError(f"{path}: not a speaker gallery of this version (format {index.get('format')!r})")
     if matrix.parent != Path(folder) or not matrix.name.startswith("embeddings-"):
         raise GalleryError(f"{path}: names {str(index['embeddings_file'])!r:.80} as its embeddings file; a gallery's "
                            "is an embeddings-*.npz in its own folder")
+    if speakers and dim is None:
+        raise GalleryError(f"{path}: lists speakers but no embedding size ('dim')")
+    limit = (len(speakers) + 1) * (dim or 0) * 4 + MATRIX_OVERHEAD_BYTES  # the means and the fingerprint
     try:
-        data = matrix.read_bytes()
+        data = read_bytes(matrix, "a gallery's embeddings file", limit, GalleryError)
     except OSError as error:
         raise GalleryError(f"{path} names {matrix.name}, which cannot be read: {error}") from error
     if hashlib.sha256(data).hexdigest() != digest:
         raise GalleryError(f"{matrix}: checksum differs from the one in {path}; the file was changed or damaged")
-    return speakers, matrix, data
+    return speakers, dim, matrix, data
+
+
+def _read_matrix(matrix, data, n_speakers, dim):
+    """(means (n_speakers, dim), fingerprint (dim,) or None) float32 arrays of
+    the .npz bytes ``data``, its zip entries bounded before they are inflated;
+    GalleryError naming ``matrix`` for anything else."""
+    try:
+        inflated = inflated_size(io.BytesIO(data), "a gallery's embeddings file", matrix)
+        if inflated is None or inflated > len(data) + MATRIX_OVERHEAD_BYTES:  # save() stores its arrays uncompressed
+            raise ValueError(f"an .npz archive of at most {len(data) + MATRIX_OVERHEAD_BYTES:,} inflated bytes "
+                             f"expected, got {'none' if inflated is None else f'{inflated:,} bytes'}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            if not {"means"} <= set(arrays.files) <= {"means", "fingerprint"}:
+                raise ValueError(f"expected arrays 'means' and 'fingerprint', found {arrays.files}")
+            means, fingerprint = arrays["means"], arrays["fingerprint"] if "fingerprint" in arrays else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise GalleryError(f"{matrix}: not a gallery's embeddings file ({error})") from error
+    shape = (n_speakers, dim or 0)
+    if means.shape != shape or means.dtype != np.float32 or not np.isfinite(means).all():
+        raise GalleryError(f"{matrix}: expected {shape[0]} finite float32 means of dimension {shape[1]} (the "
+                           f"gallery's 'dim'), got {means.dtype} values of shape {means.shape}")
+    if fingerprint is not None and (fingerprint.shape != (dim,) or fingerprint.dtype != np.float32
+                                    or not np.isfinite(fingerprint).all()):
+        raise GalleryError(f"{matrix}: expected a finite float32 model fingerprint of dimension {dim}, got "
+                           f"{fingerprint.dtype} values of shape {fingerprint.shape}: not one model's gallery")
+    return means, fingerprint
 
 
 def _missing(folder):

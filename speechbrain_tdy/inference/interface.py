@@ -23,8 +23,9 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.core import RunOptions
 from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.fetching import LocalStrategy
+from speechbrain.utils.parameter_transfer import Pretrainer
 
-from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, header_duration, load_audio, wrap_pad
+from speechbrain_tdy.dataio.audio import MAX_AMPLITUDE, crop_samples, header_duration, load_audio, pad_utterance
 from speechbrain_tdy.embedding.compiled import compile_options
 from speechbrain_tdy.embedding.files import embed_files
 from speechbrain_tdy.embedding.fingerprint import probe_signal, same_fingerprint
@@ -175,6 +176,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
         pretrainer = hparams.get("pretrainer")
         if pretrainer is None or "modules" not in hparams:
             raise ValueError(f"{hparams_path} defines no 'pretrainer' or 'modules': not a model folder's file")
+        check_modules(hparams["modules"], pretrainer, hparams_path, cls.MODULES_NEEDED)
         for name, module in pretrainer.loadables.items():
             load_parameters(module, files.get(f"{name}.ckpt"))
         calibration = cohort = None
@@ -414,13 +416,14 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     def _embed_recording(self, recording):
         """L2-normalised embedding (dim,) of an audio file or a 16-kHz waveform
-        (samples,); waveforms shorter than ``min_duration`` are wrap-padded as files are."""
+        (samples,); waveforms are refused if too short and wrap-padded as files are."""
         if isinstance(recording, (str, os.PathLike)):
             return self.embed_file(recording)
         wav = torch.as_tensor(recording, dtype=torch.float32)
         if wav.dim() != 1 or wav.shape[0] == 0:
             raise ValueError(f"Expected an audio file or a waveform of shape (samples,), got shape {tuple(wav.shape)}")
-        return self.encode_batch(wrap_pad(wav, self.min_samples), normalize=True)[0, 0]
+        wav = pad_utterance(wav, self.min_samples, self.sample_rate, "the waveform")
+        return self.encode_batch(wav, normalize=True)[0, 0]
 
     def fingerprint(self):
         """L2-normalised embedding (dim,) of a fixed 1-s probe signal: tells
@@ -432,7 +435,11 @@ class TDYSpeakerRecognition(SpeakerRecognition):
 
     def _check_gallery_model(self):
         """Record this model's fingerprint in the gallery, or refuse a gallery
-        whose speakers another model enrolled."""
+        whose speakers another model enrolled (or of another embedding size)."""
+        dim = self.fingerprint().shape[0]
+        if self.gallery.dim not in (None, dim):
+            raise ValueError(f"The gallery holds {self.gallery.dim}-dimensional embeddings, this model's are "
+                             f"{dim}-dimensional; enrol its speakers with this model in a new gallery")
         if self.gallery.fingerprint is None:
             self.gallery.fingerprint = self.fingerprint()
         elif not same_fingerprint(self.fingerprint(), self.gallery.fingerprint):
@@ -450,7 +457,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             raise ValueError(f"backend='onnx' runs on the CPU, not on {self.device}")
         if onnx_file is None:
             raise ValueError(f"backend='onnx' needs onnx_file=, the model folder's {ONNX_FILE}")
-        if not Path(onnx_file).is_file():
+        if not Path(onnx_file).exists():  # OnnxEmbeddingModel refuses what is not a regular file
             raise FileNotFoundError(f"{onnx_file}: no ONNX model; write it with `speechbrain-tdy onnx "
                                     "MODEL_FOLDER`")
         return OnnxEmbeddingModel(onnx_file)
@@ -491,3 +498,17 @@ def check_waveforms(wavs):
         raise ValueError(f"Waveforms exceed {MAX_AMPLITUDE:g} in magnitude (batch items {bad}); "
                          "expected floats in [-1, 1]")
     return wavs.float()
+
+
+def check_modules(modules, pretrainer, where, needed):
+    """Refuse (ValueError naming ``where``) ``modules`` that are not a mapping
+    of names to torch modules holding ``needed``, or a ``pretrainer`` that is
+    not a SpeechBrain Pretrainer, before SpeechBrain fails on them."""
+    if not isinstance(pretrainer, Pretrainer):
+        raise ValueError(f"{where}: 'pretrainer' must be a Pretrainer, got {type(pretrainer).__name__}")
+    if not isinstance(modules, dict) or not all(isinstance(m, torch.nn.Module) for m in modules.values()):
+        got = type(modules).__name__ if not isinstance(modules, dict) else "a mapping to other values"
+        raise ValueError(f"{where}: 'modules' must map names to modules built in the file, got {got}")
+    missing = [name for name in needed if name not in modules]
+    if missing:
+        raise ValueError(f"{where}: 'modules' lacks {', '.join(missing)}")

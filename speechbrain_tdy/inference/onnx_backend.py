@@ -2,6 +2,8 @@
 with onnxruntime, as a drop-in for the PyTorch front end and embedding model."""
 import torch
 
+from speechbrain_tdy.storage.reading import check_regular_file
+
 #: Input and output names of the graph.
 GRAPH_INPUTS, GRAPH_OUTPUTS = ["wavs", "wav_lens"], ["embeddings"]
 
@@ -23,6 +25,7 @@ class OnnxEmbeddingModel:
             import onnxruntime
         except ImportError as error:
             raise ImportError("The ONNX backend needs onnxruntime: pip install 'speechbrain-tdy[onnx]'") from error
+        check_regular_file(path, "an ONNX model file")  # before onnxruntime opens it: a FIFO would block
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         try:

@@ -6,14 +6,25 @@ a folder that looks complete and fails to load. :class:`AtomicCheckpointer`
 writes each checkpoint into a hidden staging folder and renames it into place
 once every file is written, so a checkpoint folder either is complete or does
 not exist, and a killed run resumes from the last complete checkpoint.
+
+A checkpoint's ``CKPT.yaml`` (its metadata, which ranks checkpoints and goes
+into ``results.json`` and model cards) is read by :func:`read_checkpoint_meta`,
+with bounded work and checked values, wherever this package lists checkpoints.
 """
 import logging
 import os
 
+import yaml
 from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_tdy.storage.reading import compose_yaml
+
 STAGING_PREFIX = ".partial-"
+#: Largest CKPT.yaml read (SpeechBrain writes a few hundred bytes).
+MAX_META_BYTES = 64 * 1024
+#: Metadata this package reads as numbers (ranking, summaries).
+NUMERIC_META = ("EER", "ErrorRate", "minDCF", "threshold", "temperature", "unixtime")
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -52,6 +63,14 @@ class AtomicCheckpointer(Checkpointer):
         paramfiles = {key: self._final_dir / path.name for key, path in checkpoint.paramfiles.items()}
         return Checkpoint(self._final_dir, checkpoint.meta, paramfiles)
 
+    @staticmethod
+    def _construct_checkpoint_objects(checkpoint_dirs):
+        """SpeechBrain's Checkpoint records of ``checkpoint_dirs``, their
+        CKPT.yaml read by :func:`read_checkpoint_meta` instead of an unbounded ``yaml.load``."""
+        return [Checkpoint(folder, read_checkpoint_meta(folder / METAFNAME),
+                           {path.stem: path for path in folder.iterdir() if path.suffix == PARAMFILE_EXT})
+                for folder in checkpoint_dirs]
+
     def remove_partial_checkpoints(self):
         """Delete staging folders left by a process killed while saving: a
         ``.partial-CKPT+...`` folder holding nothing but files a checkpoint of
@@ -68,3 +87,33 @@ class AtomicCheckpointer(Checkpointer):
                 for entry in entries:
                     entry.unlink()
                 path.rmdir()
+
+
+def read_checkpoint_meta(path):
+    """A checkpoint's ``CKPT.yaml`` as a dict of names to plain scalars, read
+    with bounded work (:func:`~speechbrain_tdy.storage.reading.compose_yaml`:
+    at most :data:`MAX_META_BYTES`, no aliases); the values of
+    :data:`NUMERIC_META` must be numbers. ValueError naming the file and the
+    key otherwise.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "CKPT.yaml"
+    >>> _ = path.write_text("{end-of-epoch: true, EER: low}")
+    >>> read_checkpoint_meta(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...CKPT.yaml: EER must be a number, got 'low'
+    """
+    root = compose_yaml(path, "a checkpoint's CKPT.yaml", MAX_META_BYTES)
+    try:
+        meta = yaml.constructor.SafeConstructor().construct_mapping(root, deep=True)
+    except yaml.YAMLError as error:  # e.g. a key that is a list
+        raise ValueError(f"{path}: not a checkpoint's metadata ({error})") from error
+    for key, value in meta.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool, type(None))):
+            raise ValueError(f"{path}: {key!r} must be a name with a plain value (number, text, true/false)")
+    for key in NUMERIC_META:
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{path}: {key} must be a number, got {value!r:.60}")
+    return meta

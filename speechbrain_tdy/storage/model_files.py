@@ -7,7 +7,6 @@ make the fetch step link or write outside ``savedir``; parameters and cohorts
 load with ``torch.load(weights_only=True)``; every number read is checked.
 """
 import re
-import zipfile
 from pathlib import Path
 
 import huggingface_hub
@@ -19,6 +18,7 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 from speechbrain_tdy.dataio.audio import MAX_DURATION, MIN_DURATION
 from speechbrain_tdy.storage.atomic import Replaceable, starts_with, write_text_atomically
 from speechbrain_tdy.storage.checks import checked_number
+from speechbrain_tdy.storage.reading import check_regular_file, inflated_size
 
 #: A ``savedir`` that holds this file was filled by :class:`ModelSource`; the
 #: file names the source, so that another source is never served from it.
@@ -47,6 +47,8 @@ MAX_COHORT_BYTES = 1 << 30
 #: The marker a ModelSource may rewrite: one naming a source as ``identity`` does.
 MARKER = Replaceable(f"a {SAVEDIR_MARKER} file of TDYSpeakerRecognition",
                      lambda path: starts_with("local folder ")(path) or starts_with("hub repository ")(path))
+#: Largest label_encoder.txt read (VoxCeleb2's 5,994 speakers take about 150 KB).
+MAX_LABEL_ENCODER_BYTES = 16 * 1024 * 1024
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -68,13 +70,15 @@ class ModelSource:
     Arguments
     ---------
     source : str
-        Local folder or hub repository id ("org/name").
+        Local folder (``~`` is expanded) or hub repository id ("org/name").
     savedir : str or None
         Where files are linked or copied (None: used in place). A ``savedir``
         filled from another source is refreshed; one holding files that did not
         come from here is refused.
     local_strategy, fetch_config
-        As in SpeechBrain's ``fetch``.
+        As in SpeechBrain's ``fetch``. Copies of a local folder's files
+        (``LocalStrategy.COPY``) are made afresh at each load, so that a copy
+        never outlives a change of its source.
     """
 
     def __init__(self, source, savedir=None, local_strategy=LocalStrategy.SYMLINK, fetch_config=None):
@@ -84,6 +88,8 @@ class ModelSource:
         self.fetch_config = fetch_config or FetchConfig()
         if not self.local:
             check_hub_id(self.source)
+        if self.local and local_strategy in (LocalStrategy.COPY, LocalStrategy.COPY_SKIP_CACHE):
+            self.fetch_config = FetchConfig(**{**vars(self.fetch_config), "overwrite": True})
         self.local_strategy = local_strategy
         self.savedir = self._prepare_savedir(savedir)
 
@@ -113,7 +119,8 @@ class ModelSource:
         return savedir
 
     def get(self, filename):
-        """Local path of ``filename`` (a plain name) of the source."""
+        """Local path of ``filename`` (a plain name) of the source, a regular
+        file (a FIFO, device or folder of that name is refused unopened)."""
         check_plain_name(filename, self.source)
         try:
             path = fetch(filename, source=self.source, savedir=self.savedir, local_strategy=self.local_strategy,
@@ -129,8 +136,9 @@ class ModelSource:
                 f"If {self.source!r} is meant to be a local model folder, no such folder exists."
             ) from error
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{self.source}: the model folder has no file {filename}")
+        check_regular_file(path, f"a model folder's {filename}")
         return path
 
 
@@ -167,24 +175,16 @@ def load_tensor_file(path, what, max_bytes):
     and its entries' inflated sizes are read from the archive's directory, so
     that a small file of compressed entries cannot inflate to gigabytes."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path} is not a regular file")
-    size = path.stat().st_size
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                size = sum(entry.file_size for entry in archive.infolist())
-        except (zipfile.BadZipFile, OSError) as error:
-            raise ValueError(f"{path} is not {what}: a damaged archive ({error})") from error
+    size = check_regular_file(path, what)
+    inflated = inflated_size(path, what)
+    size = size if inflated is None else inflated
     if size > max_bytes:
         raise ValueError(f"{path} would load {size:,} bytes, more than the {max_bytes:,} that {what} of this "
                          "model may hold")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip() or type(error).__name__
-        if Path(path).is_file() and Path(path).stat().st_size == 0:
-            reason = "the file is empty"
+        reason = "the file is empty" if path.stat().st_size == 0 else str(error).strip() or type(error).__name__
         raise ValueError(f"{path} is not {what} that loads with weights_only=True: {reason}") from error
 
 
@@ -194,7 +194,7 @@ def load_parameters(obj, path):
     Refuses mismatching keys or shapes and non-finite values.
     """
     if isinstance(obj, CategoricalEncoder):
-        obj.load(path)
+        load_label_encoder(path, obj)
         return
     if not isinstance(obj, torch.nn.Module):
         raise TypeError(f"Cannot load {path} into a {type(obj).__name__}")
@@ -207,6 +207,20 @@ def load_parameters(obj, path):
     if bad:
         raise ValueError(f"{path}: NaN or infinite values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
     obj.load_state_dict(state)
+
+
+def load_label_encoder(path, encoder=None):
+    """A SpeechBrain ``CategoricalEncoder`` (``encoder`` or a new one) loaded
+    from ``path``, a regular file of at most :data:`MAX_LABEL_ENCODER_BYTES`;
+    ValueError naming the file otherwise."""
+    check_regular_file(path, "a label_encoder.txt", MAX_LABEL_ENCODER_BYTES)
+    encoder = CategoricalEncoder() if encoder is None else encoder
+    try:
+        encoder.load(path)
+    except Exception as error:  # SpeechBrain raises what its parser and literal_eval raise, naming no file
+        raise ValueError(f"{path}: not a SpeechBrain label_encoder.txt ({type(error).__name__}: {error})") \
+            from error
+    return encoder
 
 
 def read_cohort(path, emb_dim=None):

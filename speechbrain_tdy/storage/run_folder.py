@@ -17,16 +17,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechbrain.utils.checkpoints import Checkpointer
-
 from speechbrain_tdy.embedding.pipeline import EmbeddingPipeline
 from speechbrain_tdy.lobes.registry import Architecture, get_architecture
 from speechbrain_tdy.nnet.tdy_conv import INFERENCE_TEMPERATURE
+from speechbrain_tdy.storage.checkpoints import AtomicCheckpointer
 from speechbrain_tdy.storage.model_files import HPARAMS_FILE, load_parameters
+from speechbrain_tdy.storage.reading import read_text
 from speechbrain_tdy.storage.safe_hparams import plain_values
 
 logger = logging.getLogger(__name__)
 
+#: Largest epoch-counter file read (SpeechBrain writes a number).
+MAX_COUNTER_BYTES = 64
 
 
 @dataclass
@@ -56,9 +58,9 @@ class TrainingRun:
         if path is None:
             return 0
         try:
-            return int(Path(path).read_text(encoding="utf-8").strip())
+            return int(read_text(path, "an epoch counter", MAX_COUNTER_BYTES).strip())
         except (OSError, ValueError) as error:
-            raise ValueError(f"{path} does not hold an epoch number") from error
+            raise ValueError(f"{path} does not hold an epoch number ({error})") from error
 
     def checkpoint_summary(self):
         """What is scored: {"name", "epoch", and the checkpoint's metadata (training
@@ -84,7 +86,7 @@ def load_training_run(output_folder, allow_untrained=False):
     """
     folder = Path(output_folder)
     hparams_file = folder / HPARAMS_FILE
-    if not hparams_file.is_file():
+    if not hparams_file.exists():
         raise FileNotFoundError(f"{hparams_file} not found: is {folder} an output folder of train.py?")
     hparams = plain_values(hparams_file)
     if "architecture" not in hparams:
@@ -96,7 +98,7 @@ def load_training_run(output_folder, allow_untrained=False):
         raise ValueError(f"{hparams_file}: {error}") from error
     compute_features, embedding_model = arch.build(values, temperature=INFERENCE_TEMPERATURE)
     save_folder = folder / "save"
-    checkpoints = Checkpointer(save_folder).list_checkpoints() if save_folder.is_dir() else []
+    checkpoints = AtomicCheckpointer(save_folder).list_checkpoints() if save_folder.is_dir() else []
     checkpoint = None
     if checkpoints:
         checkpoint = best_checkpoint(checkpoints)

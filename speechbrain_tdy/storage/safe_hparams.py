@@ -7,7 +7,9 @@ an unsafe YAML loader. A model folder from a hub is untrusted, so its file is
 read here instead, by a loader of our own:
 
 * the text is parsed with PyYAML's safe composer (plain YAML types only; no
-  ``!!python/...``), with a bounded size and node count and no aliases;
+  ``!!python/...``), with a bounded size, nesting depth and node count and
+  no aliases (:func:`~speechbrain_tdy.storage.reading.compose_yaml`, which
+  every YAML file the package reads goes through);
 * ``!new:NAME`` builds only the objects of :data:`OBJECTS`, looked up by their
   exact name (nothing is imported or located), each with checked arguments
   and a bounded size;
@@ -29,9 +31,11 @@ from speechbrain_tdy.lobes.registry import build_checked
 from speechbrain_tdy.lobes.resnet import ResNet
 from speechbrain_tdy.lobes.vggm import VGGM
 from speechbrain_tdy.storage.pretrainer import TDYPretrainer
+from speechbrain_tdy.storage.reading import MAX_YAML_BYTES, compose_yaml
 
-MAX_BYTES = 256 * 1024
-MAX_NODES = 20_000
+#: Most characters the plain values of a run's file may hold once YAML
+#: aliases are expanded (a file without aliases holds fewer than its size).
+MAX_EXPANDED_CHARS = 4 * MAX_YAML_BYTES
 PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")}
 REFERENCE = re.compile(r"^<([A-Za-z_][A-Za-z0-9_]*)>$")
 LOADABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -93,17 +97,7 @@ def load_model_hparams(path, overrides=None):
     speechbrain_tdy.storage.safe_hparams.UnsafeHyperparamsError: ...line 1: !new:torch.nn.functional.np.f2py.subprocess.Popen is not an object model folders may build...
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise UnsafeHyperparamsError(f"{path}: {len(raw):,} bytes, more than the {MAX_BYTES:,} a model folder's file needs")
-    try:
-        text = raw.decode("utf-8-sig")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise UnsafeHyperparamsError(f"{path}: not a valid UTF-8 YAML file ({error})") from error
-    if not isinstance(root, yaml.MappingNode):
-        raise UnsafeHyperparamsError(f"{path}: expected a mapping of hyperparameters at the top level")
-    _check_tree(root, path)
+    root = compose_yaml(path, "a model folder's hyperparams.yaml", error=UnsafeHyperparamsError)
     top = {}
     for key_node, value_node in root.value:
         if key_node.tag != "tag:yaml.org,2002:str":
@@ -112,26 +106,6 @@ def load_model_hparams(path, overrides=None):
     for key, value in (overrides or {}).items():
         top[key] = value
     return _Resolver(top, path).resolve_all()
-
-
-def _check_tree(root, path, allow_aliases=False):
-    """Refuse oversized trees and (unless ``allow_aliases``) aliases, i.e. a
-    node met twice; an allowed alias is walked once, so the walk stays linear."""
-    seen, stack = set(), [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            if allow_aliases:
-                continue
-            raise UnsafeHyperparamsError(f"{path}, line {node.start_mark.line + 1}: YAML aliases are not used by "
-                                         "model folders and are refused")
-        seen.add(id(node))
-        if len(seen) > MAX_NODES:
-            raise UnsafeHyperparamsError(f"{path}: more than {MAX_NODES:,} YAML nodes")
-        if isinstance(node, yaml.MappingNode):
-            stack.extend(item for pair in node.value for item in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
 
 
 def _describe(node, path):
@@ -231,42 +205,60 @@ def plain_values(path):
 
     Used to read a training run's hyperparams.yaml, whose objects are the
     recipe's (optimisers, augmentations) and are not needed to use its model.
+    SpeechBrain writes YAML anchors there, so aliases are allowed, but the
+    values may not expand to more than :data:`MAX_EXPANDED_CHARS` characters
+    in all: ValueError naming the file, the line and the key beyond that.
     """
     path = Path(path)
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: not a valid UTF-8 YAML file ({error})") from error
-    if not isinstance(root, yaml.MappingNode):
-        raise ValueError(f"{path}: expected a mapping of hyperparameters at the top level")
-    _check_tree(root, path, allow_aliases=True)  # SpeechBrain writes anchors when it saves a run's file
+    root = compose_yaml(path, "a run's hyperparams.yaml", allow_aliases=True)
     values, refs = {}, {}
     constructor = yaml.constructor.SafeConstructor()  # builds each aliased node once
-    known = {}
+    sizes, total = {}, 0
     for key_node, node in root.value:
+        where = f"{path}, line {key_node.start_mark.line + 1}"
+        if key_node.tag != "tag:yaml.org,2002:str":
+            raise ValueError(f"{where}: top-level keys must be names")
+        key = key_node.value
         if node.tag == "!ref" and isinstance(node, yaml.ScalarNode):
-            refs[key_node.value] = node.value
-        elif _is_plain(node, known):
-            values[key_node.value] = constructor.construct_object(node, deep=True)
-    for key, text in refs.items():
+            refs[key] = (node.value, where)
+            continue
+        size = _plain_size(node, sizes)
+        if size is None:
+            continue
+        total += size
+        _check_expansion(total, key, where)
+        values[key] = constructor.construct_object(node, deep=True)
+    for key, (text, where) in refs.items():
         if re.fullmatch(r"(<[A-Za-z_]\w*>|[\w./-])+", text):
             parts = re.split(r"<([A-Za-z_]\w*)>", text)
             names = parts[1::2]
             if all(isinstance(values.get(name), (str, int)) for name in names):
-                values[key] = "".join(str(values[p]) if i % 2 else p for i, p in enumerate(parts))
+                parts = [str(values[p]) if i % 2 else p for i, p in enumerate(parts)]
+                total += sum(map(len, parts))
+                _check_expansion(total, key, where)
+                values[key] = "".join(parts)
     return values
 
 
-def _is_plain(node, known):
-    """Whether ``node`` holds only plain YAML types; ``known`` caches answers
-    by node, so aliased nodes are looked at once."""
-    if id(node) not in known:
+def _check_expansion(total, key, where):
+    if total > MAX_EXPANDED_CHARS:
+        raise ValueError(f"{where}: {key} takes the file's values beyond {MAX_EXPANDED_CHARS:,} characters once "
+                         "its YAML aliases are expanded; a run's settings are small values")
+
+
+def _plain_size(node, sizes):
+    """Characters of ``node`` with its aliases expanded (scalars count their
+    length and one), or None if it holds other than plain YAML types;
+    ``sizes`` caches answers by node, so an aliased node is looked at once."""
+    if id(node) not in sizes:
         if node.tag not in PLAIN_TAGS:
-            known[id(node)] = False
-        elif isinstance(node, yaml.MappingNode):
-            known[id(node)] = all(_is_plain(k, known) and _is_plain(v, known) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            known[id(node)] = all(_is_plain(item, known) for item in node.value)
+            size = None
+        elif isinstance(node, yaml.ScalarNode):
+            size = len(node.value) + 1
         else:
-            known[id(node)] = True
-    return known[id(node)]
+            items = [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) \
+                else node.value
+            parts = [_plain_size(item, sizes) for item in items]
+            size = None if None in parts else 1 + sum(parts)
+        sizes[id(node)] = size
+    return sizes[id(node)]
