@@ -19,6 +19,7 @@ setup(
         "soundfile",
         "matplotlib",
         "huggingface_hub",
+        "safetensors>=0.4",
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"],

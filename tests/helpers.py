@@ -348,3 +348,14 @@ def load_model_folder(folder, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "^.* has no calibrated decision threshold")
         return TDYSpeakerRecognition.from_hparams(source=str(folder), **kwargs)
+
+
+def as_written_before_safetensors(folder):
+    """Turn the model folder ``folder`` into one as export wrote it before
+    safetensors: its parameters in embedding_model.ckpt (a torch file)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    torch.save(load_file(folder / "embedding_model.safetensors"), folder / "embedding_model.ckpt")
+    (folder / "embedding_model.safetensors").unlink()
+    return folder

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from speechbrain_tdy.export.authors_checkpoint import OFFICIAL_MODELS, convert_to_folder
+from speechbrain_tdy.export.authors_checkpoint import CONVERTED_LICENSE, OFFICIAL_MODELS, convert_to_folder
 
 
 def main(argv=None):
@@ -15,10 +15,14 @@ def main(argv=None):
     parser.add_argument("--n-mels", required=True, type=int)
     parser.add_argument("--n-out", type=int, default=512, help="embedding size")
     parser.add_argument("--overwrite", action="store_true", help="replace out_dir if it is a model folder")
+    parser.add_argument("--license", default=CONVERTED_LICENSE,
+                        help="the model card's license (a hub license id; default unknown: the authors' to state)")
+    parser.add_argument("--dataset", action="append", dest="datasets", default=[], metavar="DATASET",
+                        help="hub id of a training dataset, e.g. voxceleb (repeatable)")
     args = parser.parse_args(argv)
     try:
         out = convert_to_folder(args.checkpoint, args.out_dir, args.model, args.encoder_type, args.n_mels, args.n_out,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, license=args.license, datasets=args.datasets)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"Wrote {out}")

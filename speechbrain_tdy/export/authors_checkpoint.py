@@ -137,11 +137,17 @@ def load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out=512)
     return EmbeddingPipeline(front_end, encoder).eval()
 
 
-def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512, overwrite=False):
+#: The license a converted checkpoint's card names unless told: the authors' weights are theirs to license.
+CONVERTED_LICENSE = "unknown"
+
+
+def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=512, overwrite=False,
+                      license=CONVERTED_LICENSE, datasets=()):
     """Write a model folder (see :mod:`speechbrain_tdy.export.model_folder`) for one of
     the authors' checkpoints; it loads with ``TDYSpeakerRecognition.from_hparams``.
     An existing ``out_dir`` is replaced only with ``overwrite`` and only if it
-    is a model folder."""
+    is a model folder. ``license`` and ``datasets`` (hub ids of the training
+    data) go into the model card's metadata."""
     arch = get_architecture(model)
     embedder = load_official_checkpoint(checkpoint, model, encoder_type, n_mels, n_out)
     values = arch.model_values(n_mels=n_mels, emb_dim=n_out, pooling=encoder_type)
@@ -155,6 +161,8 @@ def convert_to_folder(checkpoint, out_dir, model, encoder_type, n_mels, n_out=51
         "by `speechbrain-tdy convert`.",
         results=None,
         calibration=None,
+        license=license,
+        datasets=datasets,
     )
     inputs = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else []
     return write_model_folder(out_dir, arch, values, encoder, embedder, card, overwrite=overwrite, inputs=inputs)

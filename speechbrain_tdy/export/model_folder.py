@@ -1,9 +1,9 @@
 """Writing a model folder: what a HuggingFace hub repository of a model holds.
 
     hyperparams.yaml        inference HyperPyYAML (Architecture.hparams_text)
-    embedding_model.ckpt    the embedding model's state dict
+    embedding_model.safetensors  the embedding model's state dict
     threshold.json          calibration: LLRs, EER threshold, the scoring they hold for (optional)
-    cohort_embeddings.pt    cohort for score normalisation (optional)
+    cohort_embeddings.safetensors  cohort for score normalisation (optional; one tensor "embeddings")
     label_encoder.txt       training speakers (optional, informative)
     README.md               model card
 
@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from huggingface_hub import EvalResult, ModelCardData
 
 from speechbrain_tdy.inference import TDYSpeakerRecognition
 from speechbrain_tdy.scoring.calibration import write_calibration
@@ -29,11 +30,13 @@ from speechbrain_tdy.storage.model_files import (
     CALIBRATION_FILE,
     CARD_FILE,
     COHORT_FILE,
+    COHORT_TENSOR,
     HPARAMS_FILE,
     LABELS_FILE,
     MODEL_FOLDER_FILES,
     PARAMETERS_FILE,
     is_model_folder,
+    write_safetensors,
 )
 
 #: What ``overwrite`` may replace: a folder holding nothing but model-folder files.
@@ -99,11 +102,11 @@ def write_model_folder(out_dir, architecture, values, embedding_model, reference
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite, inputs)
     with atomic_folder(out_dir, MODEL_FOLDER if overwrite else None) as staging:
-        torch.save(embedding_model.state_dict(), staging / PARAMETERS_FILE)
+        write_safetensors(embedding_model.state_dict(), staging / PARAMETERS_FILE)
         if calibration is not None:
             write_calibration(staging / CALIBRATION_FILE, calibration)
         if cohort is not None:
-            torch.save(cohort, staging / COHORT_FILE)
+            write_safetensors({COHORT_TENSOR: cohort}, staging / COHORT_FILE)
         if label_encoder is not None:
             shutil.copyfile(label_encoder, staging / LABELS_FILE)
         n_parameters = sum(p.numel() for p in embedding_model.parameters())
@@ -131,12 +134,62 @@ def check_model_folder(folder, reference, atol=1e-4):
         raise ValueError(f"{folder} does not reproduce the source model (max abs difference {error:.2e})")
 
 
-def model_card(title, architecture, values, n_parameters, training, results, calibration):
-    """README.md of a model folder, with a HuggingFace metadata header."""
+#: The hub's task of these models (its model-index) and pipeline tag: the hub
+#: has no task of its own for speaker embeddings; speaker models are listed
+#: under audio classification.
+TASK_TYPE, TASK_NAME, PIPELINE_TAG = "speaker-verification", "Speaker Verification", "audio-classification"
+#: Hub dataset ids of the corpora a data folder or trial list is recognised by (its path, lower-cased).
+KNOWN_DATASETS = {"voxceleb": "voxceleb", "librispeech": "librispeech_asr"}
+#: The license a card names unless told another: SpeechBrain's, under which its own hub models are released.
+DEFAULT_LICENSE = "apache-2.0"
+
+
+def known_dataset(path):
+    """The hub dataset id of the corpus ``path`` belongs to, by name, or None.
+
+    >>> known_dataset("/data/VoxCeleb1/veri_test2.txt"), known_dataset("/data/mine")
+    ('voxceleb', None)
+    """
+    lowered = str(path).lower()
+    return next((dataset for name, dataset in KNOWN_DATASETS.items() if name in lowered), None)
+
+
+def card_metadata(title, architecture, results=None, license=DEFAULT_LICENSE, datasets=()):
+    """The YAML front matter of a model card, as the hub reads it
+    (``huggingface_hub.ModelCardData``): library, license, tags (with the
+    architecture), training ``datasets`` (hub ids), pipeline tag and, given
+    the ``results`` of the recipe's ``verify.py``, a model-index with the EER
+    (percent), minDCF and Cllr (bits) on its trial list."""
+    evaluation = None
+    if results is not None:
+        trials = str(results["verification_file"])
+        metrics = [("eer", "EER", results["EER"], None),
+                   ("min_dcf", "minDCF", results["minDCF"], {"p_target": results["p_target"]})]
+        if "Cllr" in results:
+            metrics.append(("cllr", "Cllr", results["Cllr"], None))
+        evaluation = [
+            EvalResult(task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=known_dataset(trials) or "custom",
+                       dataset_name=Path(trials).name, metric_type=kind, metric_name=name,
+                       metric_value=round(float(value), 4), metric_args=args)
+            for kind, name, value, args in metrics
+        ]
+    data = ModelCardData(
+        license=license, library_name="speechbrain", pipeline_tag=PIPELINE_TAG, datasets=list(datasets) or None,
+        tags=["speaker-verification", "speaker-recognition", "speaker-embedding", "speechbrain", "tdy-cnn",
+              architecture],
+        model_name=title, eval_results=evaluation,
+    )
+    return data.to_yaml()
+
+
+def model_card(title, architecture, values, n_parameters, training, results, calibration, license=DEFAULT_LICENSE,
+               datasets=()):
+    """README.md of a model folder: hub metadata (:func:`card_metadata`), then
+    what the model is, how it was trained, its ``results`` (the recipe's
+    ``results.json``, or None), how it decides and how to use it."""
     lines = [
         "---",
-        "library_name: speechbrain",
-        "tags: [speaker-verification, speaker-recognition, speechbrain, tdy-cnn]",
+        card_metadata(title, architecture, results, license, datasets).strip(),
         "---",
         "",
         f"# {title}",
@@ -150,6 +203,7 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         *[f"| {key} | {value} |" for key, value in values.items()],
         f"| parameters | {n_parameters:,} |",
         "| front end | log mel spectrogram, 25 ms / 10 ms, instance norm per recording (no stored statistics) |",
+        f"| license | {license} |",
         "",
         "## Training",
         "",
@@ -157,7 +211,7 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         "",
         "## Results",
         "",
-        results or "Not evaluated.",
+        results_text(results),
         "",
     ]
     lines += calibration_section(calibration)
@@ -176,6 +230,20 @@ def model_card(title, architecture, values, n_parameters, training, results, cal
         "",
     ]
     return "\n".join(lines)
+
+
+def results_text(results):
+    """The card's sentence on the ``results`` of the recipe's ``verify.py`` (None: not evaluated)."""
+    if results is None:
+        return "Not evaluated."
+    text = (f"EER {results['EER']:.2f}%, minDCF(p_target={results['p_target']:g}) {results['minDCF']:.3f} on "
+            f"{results['n_trials']} trials of `{results['verification_file']}` (the recipe's verify.py).")
+    if "Cllr" in results:
+        costs = ", ".join(f"p_target={prior}: {cost['actual']:.3f} (minimum {cost['minimum']:.3f})"
+                          for prior, cost in results["DCF"].items())
+        text += (f" Calibrated LLRs: Cllr {results['Cllr']:.3f} bits (minCllr {results['minCllr']:.3f}); actual "
+                 f"DCF of the decisions at {costs}.")
+    return text
 
 
 def calibration_section(calibration):

@@ -1,6 +1,6 @@
 """Export a model trained by the recipe as a model folder ready for the hub.
 
-    speechbrain-tdy export RECIPE_OUTPUT_DIR OUT_DIR [--overwrite]
+    speechbrain-tdy export RECIPE_OUTPUT_DIR OUT_DIR [--overwrite] [--license L] [--dataset D ...]
 
 RECIPE_OUTPUT_DIR is the ``output_folder`` of ``train.py`` (best checkpoint:
 lowest dev EER, else lowest classification error; the folder may have been
@@ -9,16 +9,20 @@ moved or copied). Run ``verify.py`` first: it calibrates the model's scores
 compute the cohort for score normalisation, and measures the EER and
 detection costs that the model card reports. OUT_DIR
 must not exist, or be a model folder replaced with ``--overwrite``. See
-:mod:`speechbrain_tdy.export.model_folder` for the folder's contents.
+:mod:`speechbrain_tdy.export.model_folder` for the folder's contents. The
+model card's hub metadata names the ``--license`` (default apache-2.0) and
+the training ``--dataset`` hub ids (default: recognised from the run's data
+folder, e.g. voxceleb), and carries verify.py's results as a model-index.
 """
 import warnings
 
-from speechbrain_tdy.export.model_folder import model_card, write_model_folder
+from speechbrain_tdy.export.model_folder import DEFAULT_LICENSE, known_dataset, model_card, write_model_folder
 from speechbrain_tdy.scoring.calibration import read_calibration
+from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.model_files import (
     CALIBRATION_FILE,
-    COHORT_FILE,
     LABELS_FILE,
+    TORCH_COHORT_FILE,
     load_label_encoder,
     read_cohort,
 )
@@ -26,9 +30,15 @@ from speechbrain_tdy.storage.reading import read_json
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 
-def export(run_folder, out_dir, overwrite=False):
-    """Write the model folder of the train.py run in ``run_folder`` to ``out_dir``."""
+def export(run_folder, out_dir, overwrite=False, license=DEFAULT_LICENSE, datasets=None):
+    """Write the model folder of the train.py run in ``run_folder`` to ``out_dir``;
+    ``license`` and ``datasets`` (hub ids; None: recognised from the run's
+    data folder) go into the model card's metadata."""
     run = load_training_run(run_folder)
+    if datasets is None:
+        datasets = [dataset for dataset in [known_dataset(run.hparams.get("data_folder", ""))] if dataset]
+    results_file = run.folder / "verification" / "results.json"
+    results = read_results(results_file) if results_file.is_file() else None
     calibration = cohort = None
     if (run.folder / CALIBRATION_FILE).is_file():
         calibration = read_calibration(run.folder / CALIBRATION_FILE)
@@ -38,8 +48,8 @@ def export(run_folder, out_dir, overwrite=False):
     else:
         warnings.warn(f"{run.folder} has no threshold.json (run verify.py first): the exported model has no "
                       "decision threshold, and verify_files will ask for threshold=")
-    if (run.folder / COHORT_FILE).is_file():
-        cohort = read_cohort(run.folder / COHORT_FILE, run.model_values["emb_dim"])
+    if (run.folder / TORCH_COHORT_FILE).is_file():
+        cohort = read_cohort(run.folder / TORCH_COHORT_FILE, run.model_values["emb_dim"])
     label_encoder = run.save_folder / LABELS_FILE
     card = model_card(
         title=f"{run.architecture.name} trained with speechbrain-tdy",
@@ -47,8 +57,10 @@ def export(run_folder, out_dir, overwrite=False):
         values=run.model_values,
         n_parameters=sum(p.numel() for p in run.embedding_model.parameters()),
         training=training_summary(run, label_encoder),
-        results=results_summary(run.folder / "verification" / "results.json"),
+        results=results,
         calibration=calibration,
+        license=license,
+        datasets=datasets,
     )
 
     return write_model_folder(
@@ -75,16 +87,34 @@ def training_summary(run, label_encoder):
 MAX_RESULTS_BYTES = 1024 * 1024
 
 
-def results_summary(results_file):
-    if not results_file.is_file():
-        return None
-    results = read_json(results_file, "a results.json of verify.py", MAX_RESULTS_BYTES)
-    trials = results.get("verification_file", "the evaluation list")
-    summary = (f"EER {results['EER']:.2f}%, minDCF(p_target={results.get('p_target', 0.05):g}) "
-               f"{results['minDCF']:.3f} on {results['n_trials']} trials of `{trials}` (the recipe's verify.py).")
-    if "Cllr" in results:  # verify.py since calibrated LLRs
-        costs = ", ".join(f"p_target={prior}: {cost['actual']:.3f} (minimum {cost['minimum']:.3f})"
-                          for prior, cost in results["DCF"].items())
-        summary += (f" Calibrated LLRs: Cllr {results['Cllr']:.3f} bits (minCllr {results['minCllr']:.3f}); actual "
-                    f"DCF of the decisions at {costs}.")
-    return summary
+def read_results(path):
+    """The ``results.json`` of the recipe's ``verify.py`` at ``path``, with
+    every value the model card uses checked; ValueError naming the file and
+    key otherwise. Files written before calibrated LLRs (no Cllr, no
+    p_target) read with p_target 0.05, the value verify.py used then."""
+    results = read_json(path, "a results.json of verify.py", MAX_RESULTS_BYTES)
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    where = f"{path}: "
+    checked = {
+        "EER": checked_number(results.get("EER"), where + "EER", (int, float), 0, 100),
+        "minDCF": checked_number(results.get("minDCF"), where + "minDCF", (int, float), 0, 1),
+        "p_target": checked_number(results.get("p_target", 0.05), where + "p_target", (int, float), 0, 1),
+        "n_trials": checked_number(results.get("n_trials"), where + "n_trials", int, 1),
+        "verification_file": results.get("verification_file", "the evaluation list"),
+    }
+    if not isinstance(checked["verification_file"], str) or len(checked["verification_file"]) > 4096:
+        raise ValueError(f"{where}verification_file must be a path, got {checked['verification_file']!r:.60}")
+    if "Cllr" in results:
+        checked["Cllr"] = checked_number(results["Cllr"], where + "Cllr", (int, float), 0)
+        checked["minCllr"] = checked_number(results.get("minCllr"), where + "minCllr", (int, float), 0)
+        costs = results.get("DCF")
+        if not isinstance(costs, dict) or not costs:
+            raise ValueError(f"{where}DCF must be an object of detection costs per prior, got {costs!r:.60}")
+        checked["DCF"] = {
+            str(prior): {key: checked_number(cost.get(key) if isinstance(cost, dict) else None,
+                                             f"{where}DCF: {prior}: {key}", (int, float), 0, 1)
+                         for key in ("actual", "minimum")}
+            for prior, cost in list(costs.items())[:16]
+        }
+    return checked

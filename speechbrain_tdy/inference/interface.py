@@ -6,10 +6,11 @@
 
 A model folder (what ``speechbrain-tdy export`` and
 ``speechbrain-tdy convert`` write, and what a hub repository holds)
-contains ``hyperparams.yaml``, ``embedding_model.ckpt`` and optionally
+contains ``hyperparams.yaml``, ``embedding_model.safetensors`` (folders
+written before safetensors: ``embedding_model.ckpt``) and optionally
 ``threshold.json`` (the calibration measured on a dev trial list, with the
 scoring it holds for: :mod:`speechbrain_tdy.scoring.calibration`) and
-``cohort_embeddings.pt`` (for score normalisation).
+``cohort_embeddings.safetensors`` (for score normalisation).
 """
 import math
 import os
@@ -178,7 +179,7 @@ class TDYSpeakerRecognition(SpeakerRecognition):
             raise ValueError(f"{hparams_path} defines no 'pretrainer' or 'modules': not a model folder's file")
         check_modules(hparams["modules"], pretrainer, hparams_path, cls.MODULES_NEEDED)
         for name, module in pretrainer.loadables.items():
-            load_parameters(module, files.get(f"{name}.ckpt"))
+            load_parameters(module, files.parameters(name))
         calibration = cohort = None
         if settings["threshold_file"]:
             calibration = read_calibration(files.get(settings["threshold_file"]))

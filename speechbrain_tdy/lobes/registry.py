@@ -199,7 +199,7 @@ class Architecture:
             "    compute_features: !ref <compute_features>",
             "    embedding_model: !ref <embedding_model>",
             "",
-            "# Parameters come from embedding_model.ckpt beside this file.",
+            "# Parameters come from embedding_model.safetensors beside this file (embedding_model.ckpt before).",
             "# TDYPretrainer: SpeechBrain's generic interfaces stop at once, naming TDYSpeakerRecognition.",
             "pretrainer: !new:speechbrain_tdy.inference.pretrainer.TDYPretrainer",
             "    loadables:",

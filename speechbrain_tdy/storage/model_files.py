@@ -4,14 +4,20 @@ A model folder comes from a local path or a HuggingFace hub repository and is
 untrusted. Its files are fetched only by plain names (no folders, no ``..``,
 no absolute paths), so a file name written in ``hyperparams.yaml`` can never
 make the fetch step link or write outside ``savedir``; parameters and cohorts
+are safetensors files, whose header (every tensor's name, dtype and shape) is
+checked against the model before one byte of data is read, and folders
+written before safetensors (``embedding_model.ckpt``, ``cohort_embeddings.pt``)
 load with ``torch.load(weights_only=True)``; every number read is checked.
 """
 import re
+import warnings
 from pathlib import Path
 
 import huggingface_hub
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
@@ -28,20 +34,28 @@ SAVEDIR_MARKER = ".speechbrain_tdy_source"
 # that export reads): every name is written here once.
 #: Inference HyperPyYAML (``Architecture.hparams_text``); also a run folder's copy of the recipe's.
 HPARAMS_FILE = "hyperparams.yaml"
-#: The embedding model's state dict.
-PARAMETERS_FILE = "embedding_model.ckpt"
+#: The embedding model's state dict (safetensors).
+PARAMETERS_FILE = "embedding_model.safetensors"
+#: The embedding model's state dict in folders written before safetensors (a torch pickle).
+LEGACY_PARAMETERS_FILE = "embedding_model.ckpt"
 #: The calibration (:mod:`speechbrain_tdy.scoring.calibration`).
 CALIBRATION_FILE = "threshold.json"
-#: Cohort embeddings (n, dim) for score normalisation.
-COHORT_FILE = "cohort_embeddings.pt"
+#: Cohort embeddings (n, dim) for score normalisation (safetensors, one tensor named :data:`COHORT_TENSOR`).
+COHORT_FILE = "cohort_embeddings.safetensors"
+COHORT_TENSOR = "embeddings"
+#: The cohort as a torch file: a recipe run folder's (``verify.py``), and model folders' before safetensors.
+TORCH_COHORT_FILE = "cohort_embeddings.pt"
 #: The training speakers (SpeechBrain's CategoricalEncoder file).
 LABELS_FILE = "label_encoder.txt"
 #: The model card.
 CARD_FILE = "README.md"
 #: The ONNX export of the waveform-to-embedding pipeline.
 ONNX_FILE = "embedding_model.onnx"
-#: What a checkpoint may hold beyond its tensors' bytes (key names, pickled structure).
+#: What a parameter file may hold beyond its tensors' bytes (key names, pickled structure, header).
 CHECKPOINT_OVERHEAD_BYTES = 1 << 20
+#: safetensors' names of the dtypes a model folder's tensors may have.
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+                      torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 #: Largest cohort loaded: a million 256-d float32 embeddings.
 MAX_COHORT_BYTES = 1 << 30
 #: The marker a ModelSource may rewrite: one naming a source as ``identity`` does.
@@ -141,6 +155,23 @@ class ModelSource:
         check_regular_file(path, f"a model folder's {filename}")
         return path
 
+    def parameters(self, name):
+        """Local path of the parameters of the loadable ``name``:
+        ``<name>.safetensors``, or in a folder written before safetensors
+        ``<name>.ckpt`` (a torch pickle, loaded with weights_only), with a
+        warning that re-exporting gives safetensors."""
+        try:
+            return self.get(f"{name}.safetensors")
+        except FileNotFoundError as missing:
+            try:
+                path = self.get(f"{name}.ckpt")
+            except FileNotFoundError:
+                raise missing from None
+        warnings.warn(f"{self.source} holds {name}.ckpt, a torch pickle (loaded with weights_only=True) written "
+                      f"before safetensors; `speechbrain-tdy export` or `convert` writes {name}.safetensors",
+                      stacklevel=3)
+        return path
+
 
 def check_hub_id(source):
     """Refuse a ``source`` that is neither an existing folder nor a hub id
@@ -150,13 +181,16 @@ def check_hub_id(source):
 
 
 def check_state_dict(expected, given, description):
-    """Raise CheckpointMismatchError naming missing, unexpected and mis-shaped keys."""
+    """Raise CheckpointMismatchError naming missing, unexpected and mis-shaped
+    keys; ``expected`` and ``given`` map names to tensors or to shapes."""
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
+    shapes = [{key: tuple(value.shape if torch.is_tensor(value) else value) for key, value in state.items()}
+              for state in (expected, given)]
     mis_shaped = [
-        f"{key}: model {tuple(expected[key].shape)}, checkpoint {tuple(given[key].shape)}"
+        f"{key}: model {shapes[0][key]}, checkpoint {shapes[1][key]}"
         for key in expected
-        if key in given and expected[key].shape != given[key].shape
+        if key in given and shapes[0][key] != shapes[1][key]
     ]
     problems = []
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
@@ -188,21 +222,60 @@ def load_tensor_file(path, what, max_bytes):
         raise ValueError(f"{path} is not {what} that loads with weights_only=True: {reason}") from error
 
 
-def load_parameters(obj, path):
-    """Load a module's state dict from ``path`` (weights_only); errors name the file.
+def read_safetensors(path, what, max_bytes, check_header):
+    """The tensors {name: tensor} of the safetensors file ``path``, read only
+    after ``check_header({name: (shape tuple, dtype name)})`` accepted its
+    header (it raises ValueError to refuse). ``path`` must be a regular file
+    of at most ``max_bytes``; errors name it."""
+    path = Path(path)
+    check_regular_file(path, what, max_bytes)
+    try:
+        with safe_open(path, framework="pt") as stream:  # parses the header; data is read by get_tensor
+            header = {name: (tuple(stream.get_slice(name).get_shape()), stream.get_slice(name).get_dtype())
+                      for name in stream.keys()}
+            check_header(header)
+            return {name: stream.get_tensor(name) for name in header}
+    except (SafetensorError, OSError) as error:
+        reason = "the file is empty" if path.stat().st_size == 0 else str(error).strip() or type(error).__name__
+        raise ValueError(f"{path} is not {what}: {reason}") from error
 
-    Refuses mismatching keys or shapes and non-finite values.
+
+def write_safetensors(tensors, path):
+    """Write {name: tensor} to ``path`` as safetensors (CPU copies). Not
+    atomic by itself: model folders are written in a staging folder
+    (:func:`~speechbrain_tdy.storage.atomic.atomic_folder`)."""
+    tensors = {name: tensor.detach().cpu().clone() for name, tensor in tensors.items()}  # none shares memory
+    Path(path).write_bytes(safetensors_bytes(tensors, metadata={"format": "pt"}))
+
+
+def load_parameters(obj, path):
+    """Load a module's state dict from ``path``, a safetensors file (header
+    checked before data is read) or a torch file (weights_only); errors name
+    the file. Refuses mismatching keys, shapes or dtypes and non-finite values.
     """
     if isinstance(obj, CategoricalEncoder):
         load_label_encoder(path, obj)
         return
     if not isinstance(obj, torch.nn.Module):
         raise TypeError(f"Cannot load {path} into a {type(obj).__name__}")
-    expected = sum(t.numel() * t.element_size() for t in obj.state_dict().values())
-    state = load_tensor_file(path, "a PyTorch checkpoint", max_bytes=2 * expected + CHECKPOINT_OVERHEAD_BYTES)
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path} is not a state dict of tensors")
-    check_state_dict(obj.state_dict(), state, f"the {type(obj).__name__} built by hyperparams.yaml ({path})")
+    path = Path(path)
+    expected = obj.state_dict()
+    description = f"the {type(obj).__name__} built by hyperparams.yaml ({path})"
+    tensor_bytes = sum(t.numel() * t.element_size() for t in expected.values())
+    if path.suffix == ".safetensors":
+        def check_header(header):
+            check_state_dict(expected, {name: shape for name, (shape, _) in header.items()}, description)
+            for name, (_, dtype) in header.items():
+                if dtype != SAFETENSORS_DTYPES.get(expected[name].dtype):
+                    raise CheckpointMismatchError(f"{path}: {name} is {dtype}, the model's is {expected[name].dtype}")
+
+        state = read_safetensors(path, "a safetensors parameter file", tensor_bytes + CHECKPOINT_OVERHEAD_BYTES,
+                                 check_header)
+    else:
+        state = load_tensor_file(path, "a PyTorch checkpoint", max_bytes=2 * tensor_bytes + CHECKPOINT_OVERHEAD_BYTES)
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise ValueError(f"{path} is not a state dict of tensors")
+        check_state_dict(expected, state, description)
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
         raise ValueError(f"{path}: NaN or infinite values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
@@ -224,12 +297,23 @@ def load_label_encoder(path, encoder=None):
 
 
 def read_cohort(path, emb_dim=None):
-    """Cohort embeddings (n, dim), L2-normalised, from a tensor file (weights_only).
+    """Cohort embeddings (n, dim), L2-normalised, from a safetensors file (one
+    tensor, :data:`COHORT_TENSOR`; header checked before data is read) or a
+    torch file (weights_only).
 
     Refuses anything but a finite (n >= 2, dim) tensor of non-zero rows that
     are not all the same (s-norm divides by the spread of cohort scores).
     """
-    cohort = load_tensor_file(path, "a cohort", max_bytes=MAX_COHORT_BYTES)
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        def check_header(header):
+            if set(header) != {COHORT_TENSOR} or len(header[COHORT_TENSOR][0]) != 2:
+                raise ValueError(f"{path}: expected one tensor {COHORT_TENSOR!r} of shape (n, dim), got "
+                                 f"{ {name: shape for name, (shape, _) in header.items()} !s:.200}")
+
+        cohort = read_safetensors(path, "a cohort", MAX_COHORT_BYTES, check_header)[COHORT_TENSOR]
+    else:
+        cohort = load_tensor_file(path, "a cohort", max_bytes=MAX_COHORT_BYTES)
     if not torch.is_tensor(cohort) or cohort.dim() != 2 or (emb_dim and cohort.shape[1] != emb_dim):
         shape = tuple(cohort.shape) if torch.is_tensor(cohort) else type(cohort).__name__
         raise ValueError(f"{path}: expected cohort embeddings of shape (n, {emb_dim or 'dim'}), got {shape}")
@@ -276,16 +360,18 @@ def check_settings(hparams, where):
 
 #: Every file a model folder may hold; only a folder holding nothing else is
 #: ever replaced (with ``overwrite``).
-MODEL_FOLDER_FILES = {HPARAMS_FILE, PARAMETERS_FILE, CALIBRATION_FILE, COHORT_FILE, LABELS_FILE, CARD_FILE, ONNX_FILE}
+MODEL_FOLDER_FILES = {HPARAMS_FILE, PARAMETERS_FILE, LEGACY_PARAMETERS_FILE, CALIBRATION_FILE, COHORT_FILE,
+                      TORCH_COHORT_FILE, LABELS_FILE, CARD_FILE, ONNX_FILE}
 
 
 def is_model_folder(folder):
     """Whether ``folder`` is a model folder: a real folder with a hyperparams.yaml
-    and an embedding_model.ckpt and no other entries than model-folder files."""
+    and embedding model parameters and no other entries than model-folder files."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return False
     entries = list(folder.iterdir())
     names = {entry.name for entry in entries}
-    return {HPARAMS_FILE, PARAMETERS_FILE} <= names <= MODEL_FOLDER_FILES and \
+    return HPARAMS_FILE in names and bool(names & {PARAMETERS_FILE, LEGACY_PARAMETERS_FILE}) and \
+        names <= MODEL_FOLDER_FILES and \
         all(entry.is_file() and not entry.is_symlink() for entry in entries)

@@ -189,7 +189,7 @@ class _Resolver:
         if cls in PRETRAINERS:
             if set(kwargs) != {"loadables"}:
                 raise UnsafeHyperparamsError(f"{where}: Pretrainer takes only 'loadables' in a model folder "
-                                             "(parameters are read from <name>.ckpt beside this file)")
+                                             "(parameters are read from <name>.safetensors, or <name>.ckpt, beside this file)")
             return _pretrainer(cls, where, kwargs["loadables"])
         try:
             return build_checked(cls, kwargs, where)

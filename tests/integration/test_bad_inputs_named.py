@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import fake_run, load_model_folder, voice, write_tiny_model_folder, write_voice
+from safetensors.torch import load_file, save_file
 from speechbrain.utils.fetching import LocalStrategy
 
 from speechbrain_tdy.cli import embed as embed_command
@@ -165,9 +166,9 @@ def test_a_waveform_too_short_to_embed_is_refused_as_a_file_is(model_folder, tmp
 def test_a_copied_model_is_never_served_stale(spoilt, tmp_path):
     savedir, wav = tmp_path / "copies", torch.from_numpy(voice(1.5, seed=3))
     first = load_model_folder(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
-    state = torch.load(spoilt / "embedding_model.ckpt", weights_only=True)
-    torch.save({key: value * 1.5 if value.is_floating_point() else value for key, value in state.items()},
-               spoilt / "embedding_model.ckpt")
+    state = load_file(spoilt / "embedding_model.safetensors")
+    save_file({key: value * 1.5 if value.is_floating_point() else value for key, value in state.items()},
+              spoilt / "embedding_model.safetensors")
     again = load_model_folder(spoilt, savedir=str(savedir), local_strategy=LocalStrategy.COPY).encode_batch(wav)
     fresh = load_model_folder(spoilt).encode_batch(wav)
     assert not torch.allclose(first, fresh) and torch.equal(again, fresh)

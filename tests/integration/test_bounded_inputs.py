@@ -137,7 +137,7 @@ def test_a_home_relative_source_is_a_local_folder(folder, tmp_path, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = TDYSpeakerRecognition.from_hparams(source=f"~/{folder.name}", savedir=str(tmp_path / "save"))
-    assert (tmp_path / "save" / "embedding_model.ckpt").exists() and loaded.encode_batch(torch.ones(16000)) is not None
+    assert (tmp_path / "save" / "embedding_model.safetensors").exists() and loaded.encode_batch(torch.ones(16000)) is not None
 
 
 @pytest.mark.parametrize("name, message", [
@@ -312,7 +312,7 @@ def test_special_files_named_as_lists_trials_or_audio_are_refused_unopened(fifos
         finishes_within(20, load_audio, "/dev/zero")
 
 
-@pytest.mark.parametrize("name", ["hyperparams.yaml", "embedding_model.ckpt", "threshold.json"])
+@pytest.mark.parametrize("name", ["hyperparams.yaml", "embedding_model.safetensors", "threshold.json"])
 def test_special_files_in_a_model_folder_are_refused_unopened(spoilt, name):
     (spoilt / name).unlink(missing_ok=True)
     os.mkfifo(spoilt / name)

@@ -4,6 +4,7 @@ import re
 import pytest
 import torch
 from helpers import TINY, recipe_brain, run_script, train_log_lines, write_tiny_model_folder
+from safetensors.torch import load_file
 
 from speechbrain_tdy.nnet.tdy_conv import tdy_layers
 
@@ -18,7 +19,7 @@ def folder(tmp_path_factory):
 
 
 def folder_parameters(folder):
-    return torch.load(folder / "embedding_model.ckpt", weights_only=True)
+    return load_file(folder / "embedding_model.safetensors")
 
 
 def test_the_model_starts_from_the_folders_parameters_bit_for_bit(folder, tiny_corpus, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, fill_weights
+from helpers import ROOT, as_written_before_safetensors, fill_weights
 
 from speechbrain_tdy.cli.convert import main as convert_main
 from speechbrain_tdy.dataio.audio import AudioError, wrap_pad
@@ -73,7 +73,7 @@ def test_converter_cli_folder_reproduces_the_converted_checkpoint(authors_checkp
     out = tmp_path / "cli"
     subprocess.run([sys.executable, "-m", "speechbrain_tdy.convert", str(authors_checkpoint), str(out),
                     "--model", "TDy_ResNet34_quarter", "--encoder-type", "AVG", "--n-mels", "40"], check=True)
-    assert {p.name for p in out.iterdir()} == {"hyperparams.yaml", "embedding_model.ckpt", "README.md"}
+    assert {p.name for p in out.iterdir()} == {"hyperparams.yaml", "embedding_model.safetensors", "README.md"}
     loaded = TDYSpeakerRecognition.from_hparams(source=str(out))
     direct = load_official_checkpoint(authors_checkpoint, **MODEL)
     for name in ("x_short", "x_long"):
@@ -154,7 +154,10 @@ def hub_cache(folder, cache, repo_id="tdy-org/tdy-resnet34-quarter", commit="012
     return repo_id
 
 
-def test_from_hparams_loads_from_the_hub_cache_offline(model_folder, reference_fixture, tmp_path):
+@pytest.mark.parametrize("parameters", ["embedding_model.safetensors", "embedding_model.ckpt"])
+def test_from_hparams_loads_from_the_hub_cache_offline(model_folder, reference_fixture, tmp_path, parameters):
+    if parameters.endswith(".ckpt"):  # a repository uploaded before safetensors
+        model_folder = as_written_before_safetensors(copy_folder(model_folder, tmp_path, "legacy"))
     repo_id = hub_cache(model_folder, tmp_path / "hub")
     code = (
         "import sys, torch\n"
@@ -168,7 +171,7 @@ def test_from_hparams_loads_from_the_hub_cache_offline(model_folder, reference_f
                     str(tmp_path / "emb.pt")], check=True, env=env)
     embeddings = torch.load(tmp_path / "emb.pt")
     torch.testing.assert_close(embeddings[:, 0], reference_fixture["y_short"], rtol=0, atol=1e-4)
-    assert (tmp_path / "savedir" / "embedding_model.ckpt").exists()
+    assert (tmp_path / "savedir" / parameters).exists()
 
 
 def test_a_repository_missing_from_the_offline_cache_is_an_error(tmp_path):
@@ -186,7 +189,7 @@ def test_a_missing_model_folder_is_named(tmp_path):
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named(model_folder, tmp_path):
-    folder = copy_folder(model_folder, tmp_path)
+    folder = as_written_before_safetensors(copy_folder(model_folder, tmp_path))
     (folder / "embedding_model.ckpt").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="embedding_model.ckpt is not a PyTorch checkpoint"):
         TDYSpeakerRecognition.from_hparams(source=str(folder))
@@ -197,14 +200,14 @@ class NotWeights:
 
 
 def test_checkpoints_holding_objects_are_refused(model_folder, tmp_path):
-    folder = copy_folder(model_folder, tmp_path)
+    folder = as_written_before_safetensors(copy_folder(model_folder, tmp_path))
     torch.save({"weight": NotWeights()}, folder / "embedding_model.ckpt")
     with pytest.raises(ValueError, match="weights_only=True"):
         TDYSpeakerRecognition.from_hparams(source=str(folder))
 
 
 def test_a_checkpoint_of_another_architecture_names_the_mismatch(model_folder, tmp_path):
-    folder = copy_folder(model_folder, tmp_path)
+    folder = as_written_before_safetensors(copy_folder(model_folder, tmp_path))
     state = torch.load(folder / "embedding_model.ckpt", weights_only=True)
     state["fc.weight"] = state["fc.weight"][:256]
     del state["conv1.weight"]

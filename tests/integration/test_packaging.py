@@ -14,7 +14,6 @@ import torch
 from helpers import ROOT, fake_run, fill_weights
 
 
-
 def test_a_wheel_installed_without_the_checkout_converts_and_exports(reference_fixture, tmp_path):
     source = shutil.copytree(ROOT, tmp_path / "source", ignore=shutil.ignore_patterns(
         ".*", "build", "*.egg-info", "results", "demo_output", "__pycache__"))
@@ -48,7 +47,8 @@ def test_a_wheel_installed_without_the_checkout_converts_and_exports(reference_f
     subprocess.run([python, "-m", "speechbrain_tdy.export", "run", "exported"], cwd=work, env=env, check=True,
                    capture_output=True)
     for folder in ("converted", "exported"):
-        assert {"hyperparams.yaml", "embedding_model.ckpt", "README.md"} <= {p.name for p in (work / folder).iterdir()}
+        assert {"hyperparams.yaml", "embedding_model.safetensors", "README.md"} <= \
+            {p.name for p in (work / folder).iterdir()}
 
 
 def package_imports():

@@ -370,7 +370,8 @@ def test_export_after_verify_gives_a_folder_the_interface_loads(tiny_corpus, tmp
     out = tmp_path / "exported"
     subprocess.run([sys.executable, "-m", "speechbrain_tdy.export", str(train), str(out)], check=True)
     assert {p.name for p in out.iterdir()} == {
-        "hyperparams.yaml", "embedding_model.ckpt", "threshold.json", "cohort_embeddings.pt", "label_encoder.txt",
+        "hyperparams.yaml", "embedding_model.safetensors", "threshold.json", "cohort_embeddings.safetensors",
+        "label_encoder.txt",
         "README.md",
     }
     results = json.loads((train / "verification" / "results.json").read_text())

@@ -13,7 +13,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import ARCH, RECIPE, RUN_HPARAMS, TOOLS, VALUES, fake_run, run_script, tiny_model
+from helpers import (
+    ARCH,
+    RECIPE,
+    RUN_HPARAMS,
+    TOOLS,
+    VALUES,
+    as_written_before_safetensors,
+    fake_run,
+    run_script,
+    tiny_model,
+)
 
 from speechbrain_tdy.dataio.audio import AudioError, load_audio
 from speechbrain_tdy.dataio.trials import read_trials
@@ -122,7 +132,7 @@ def test_export_never_runs_the_run_folders_yaml(tmp_path):
                                           f"y: !new:subprocess.Popen [[touch, {marker}]]\n")
     with pytest.warns(UserWarning, match="no threshold.json"):
         export(run, tmp_path / "out")
-    assert not marker.exists() and (tmp_path / "out" / "embedding_model.ckpt").is_file()
+    assert not marker.exists() and (tmp_path / "out" / "embedding_model.safetensors").is_file()
 
 
 # Files outside the model folder ------------------------------------------------------
@@ -228,7 +238,7 @@ def test_bad_cohorts_are_named(model_folder, tmp_path, cohort, message):
 
 
 def test_nan_weights_and_an_empty_checkpoint_are_named(model_folder, tmp_path):
-    folder = copy_folder(model_folder, tmp_path)
+    folder = as_written_before_safetensors(copy_folder(model_folder, tmp_path))
     state = torch.load(folder / "embedding_model.ckpt", weights_only=True)
     state["fc.weight"][0, 0] = float("nan")
     torch.save(state, folder / "embedding_model.ckpt")
@@ -328,11 +338,11 @@ def test_an_existing_folder_is_never_replaced_unless_it_is_a_model_folder(model_
             make_model_folder_at(precious, overwrite)
         assert (precious / "thesis.txt").read_text() == "years of work"
     target = copy_folder(model_folder, tmp_path, "old_model")
-    old = (target / "embedding_model.ckpt").read_bytes()
+    old = (target / "embedding_model.safetensors").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
         make_model_folder_at(target, overwrite=False)
     make_model_folder_at(target, overwrite=True, seed=5)
-    assert (target / "embedding_model.ckpt").read_bytes() != old
+    assert (target / "embedding_model.safetensors").read_bytes() != old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old_model", "precious"]  # no staging left
 
 

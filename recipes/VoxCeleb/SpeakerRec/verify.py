@@ -65,7 +65,7 @@ from speechbrain_tdy.storage.atomic import (
     write_text_atomically,
 )
 from speechbrain_tdy.storage.figures import FIGURE, save_figure
-from speechbrain_tdy.storage.model_files import CALIBRATION_FILE, COHORT_FILE, read_cohort
+from speechbrain_tdy.storage.model_files import CALIBRATION_FILE, TORCH_COHORT_FILE, read_cohort
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 matplotlib.use("Agg")
@@ -153,7 +153,7 @@ def outputs(output_folder, run_folder):
     """{path: Replaceable} of every file this script writes."""
     return {output_folder / "scores.txt": SCORES, output_folder / "results.json": RESULTS,
             output_folder / "det.png": FIGURE, run_folder / CALIBRATION_FILE: CALIBRATION,
-            run_folder / COHORT_FILE: COHORT}
+            run_folder / TORCH_COHORT_FILE: COHORT}
 
 
 def trial_durations(trials, wav_folder):
@@ -231,7 +231,7 @@ def main(argv):
                                    hparams["sample_rate"], batch_samples)
         buffer = io.BytesIO()
         torch.save(cohort, buffer)
-        write_bytes_atomically(run_folder / COHORT_FILE, buffer.getvalue(), COHORT)
+        write_bytes_atomically(run_folder / TORCH_COHORT_FILE, buffer.getvalue(), COHORT)
 
     def score_list(trial_file):
         """(trials, scores (n,), durations (n, 2) or None) of a trial list."""
