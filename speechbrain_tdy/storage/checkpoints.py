@@ -18,6 +18,7 @@ import yaml
 from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_tdy.storage.checks import checked_number
 from speechbrain_tdy.storage.reading import compose_yaml
 
 STAGING_PREFIX = ".partial-"
@@ -93,7 +94,7 @@ def read_checkpoint_meta(path):
     """A checkpoint's ``CKPT.yaml`` as a dict of names to plain scalars, read
     with bounded work (:func:`~speechbrain_tdy.storage.reading.compose_yaml`:
     at most :data:`MAX_META_BYTES`, no aliases); the values of
-    :data:`NUMERIC_META` must be numbers. ValueError naming the file and the
+    :data:`NUMERIC_META` must be finite numbers. ValueError naming the file and the
     key otherwise.
 
     >>> import tempfile, pathlib
@@ -102,7 +103,7 @@ def read_checkpoint_meta(path):
     >>> read_checkpoint_meta(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: ...CKPT.yaml: EER must be a number, got 'low'
+    ValueError: ...CKPT.yaml: EER must be a finite number, got 'low'
     """
     root = compose_yaml(path, "a checkpoint's CKPT.yaml", MAX_META_BYTES)
     try:
@@ -113,7 +114,6 @@ def read_checkpoint_meta(path):
         if not isinstance(key, str) or not isinstance(value, (str, int, float, bool, type(None))):
             raise ValueError(f"{path}: {key!r} must be a name with a plain value (number, text, true/false)")
     for key in NUMERIC_META:
-        value = meta.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{path}: {key} must be a number, got {value!r:.60}")
+        if meta.get(key) is not None:  # NaN would rank as neither better nor worse than any checkpoint
+            checked_number(meta[key], f"{path}: {key}")
     return meta

@@ -154,7 +154,13 @@ KEPT_CHECKPOINTS = 2
 
 def save_epoch_checkpoint(checkpointer, meta):
     """Save the end-of-epoch checkpoint with its dev metrics ``meta`` and delete
-    those that are neither among the ``KEPT_CHECKPOINTS`` best nor latest."""
+    those that are neither among the ``KEPT_CHECKPOINTS`` best nor latest.
+    A NaN or infinite metric is left out, with a warning: it ranks as neither
+    better nor worse than any other, and the run's reader refuses it."""
+    bad = [key for key, value in meta.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        logger.warning("Leaving the non-finite %s out of the checkpoint's metadata", ", ".join(bad))
+        meta = {key: value for key, value in meta.items() if key not in bad}
     return checkpointer.save_and_keep_only(meta=meta, importance_keys=[checkpoint_preference],
                                            num_to_keep=KEPT_CHECKPOINTS)
 

@@ -94,7 +94,9 @@ def test_modules_that_are_not_a_model_folders_are_named(spoilt, modules, message
 
 
 @pytest.mark.parametrize("meta, message", [
-    ("EER: fast", "EER must be a number, got 'fast'"),
+    ("EER: fast", "EER must be a finite number, got 'fast'"),
+    ("EER: .nan", "EER must be a finite number, got nan"),
+    ("ErrorRate: -.inf", "ErrorRate must be a finite number, got -inf"),
     ("temperature: [1, 2]", "'temperature' must be a name with a plain value"),
     ("note: [1, 2]", "'note' must be a name with a plain value"),
 ])

@@ -6,7 +6,7 @@ from speechbrain.utils.checkpoints import Checkpoint
 
 from speechbrain_tdy.lobes import ResNet
 from speechbrain_tdy.nnet import TemperatureScheduler
-from speechbrain_tdy.storage.checkpoints import AtomicCheckpointer
+from speechbrain_tdy.storage.checkpoints import AtomicCheckpointer, read_checkpoint_meta
 from speechbrain_tdy.storage.run_folder import best_checkpoint, checkpoint_preference, save_epoch_checkpoint
 
 
@@ -41,6 +41,15 @@ def test_training_keeps_the_checkpoint_that_inference_will_choose(tmp_path):
     kept = checkpointer.list_checkpoints()
     assert sorted(c.meta["epoch"] for c in kept) == [1, 3, 4]  # the two best by dev EER and the two latest
     assert best_checkpoint(kept).meta["epoch"] == 1
+
+
+def test_non_finite_metrics_are_left_out_of_a_checkpoint_and_it_reads_back(tmp_path, caplog):
+    checkpointer = AtomicCheckpointer(tmp_path, {"model": torch.nn.Linear(2, 2)})
+    save_epoch_checkpoint(checkpointer, {"ErrorRate": 0.5, "EER": float("nan"), "minDCF": float("inf")})
+    assert "non-finite EER, minDCF" in caplog.text
+    (saved,) = checkpointer.list_checkpoints()
+    assert read_checkpoint_meta(saved.path / "CKPT.yaml")["ErrorRate"] == 0.5
+    assert "EER" not in saved.meta and "minDCF" not in saved.meta
 
 
 def test_a_run_stopped_while_annealing_still_gives_a_checkpoint(caplog):
