@@ -230,7 +230,7 @@ def read_safetensors(path, what, max_bytes, check_header):
     path = Path(path)
     check_regular_file(path, what, max_bytes)
     try:
-        with safe_open(path, framework="pt") as stream:  # parses the header; data is read by get_tensor
+        with safe_open(str(path), framework="pt") as stream:  # parses the header; data is read by get_tensor
             header = {name: (tuple(stream.get_slice(name).get_shape()), stream.get_slice(name).get_dtype())
                       for name in stream.keys()}
             check_header(header)
