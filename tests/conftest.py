@@ -1,10 +1,10 @@
-"""Shared fixtures: the authors' key listing and recorded outputs."""
+"""Shared fixtures: the authors' key listing and recorded outputs, a tiny model folder, a tiny corpus."""
 import os
 import sys
 
 import pytest
 import torch
-from helpers import FIXTURE
+from helpers import FIXTURE, write_tiny_model_folder
 
 # Two cores: two threads in one process, or one each under `pytest -n 2`.
 torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
@@ -39,6 +39,13 @@ def pytest_collection_modifyitems():
 @pytest.fixture(autouse=True)
 def _hide_lazy_modules_before_each_test():
     hide_unimportable_lazy_modules()
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """A tiny TDY-ResNet-34 (x0.25 layout) model folder, one per test module
+    (modules that need another model define their own ``model_folder``)."""
+    return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "tdy", "tdy_resnet34_quarter")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import fake_run, load_model_folder, voice, write_tiny_model_folder, write_voice
+from helpers import fake_run, load_model_folder, voice, write_voice
 from safetensors.torch import load_file, save_file
 from speechbrain.utils.fetching import LocalStrategy
 
@@ -21,11 +21,6 @@ from speechbrain_tdy.inference.gallery import GalleryError, SpeakerGallery
 from speechbrain_tdy.storage.run_folder import load_training_run
 
 DEEP = "[" * 5000 + "]" * 5000  # deeper than Python's recursion limit for a recursive reader
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("named") / "model", "tdy_resnet34_quarter")
 
 
 @pytest.fixture

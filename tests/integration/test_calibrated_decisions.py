@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from helpers import fake_run, voice, write_tiny_model_folder, write_voice
+from helpers import fake_run, voice, write_voice
 
 from speechbrain_tdy.cli.gallery import main as gallery_main
 from speechbrain_tdy.dataio.audio import header_duration
@@ -22,11 +22,6 @@ OLD_THRESHOLD_FILE = {"threshold": 0.3, "calibrated_on": "/data/corpus/veri_dev.
                       "crop_frames": 400, "num_crops": 10, "score_norm": None, "as_norm_top_n": None}
 NEW_CALIBRATION = Calibration(0.3, calibrated_on="veri_dev.txt", eer=7.5, p_target=0.05, llr=ScoreToLLR(10.0, -3.0))
 NEW_THRESHOLD_FILE = json.dumps(NEW_CALIBRATION.to_json())
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "tdy", "tdy_resnet34_quarter")
 
 
 @pytest.fixture(scope="module")

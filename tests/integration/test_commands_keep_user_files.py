@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, fake_run, fill_weights, folder_contents, run_script, write_tiny_model_folder, write_voice
+from helpers import ROOT, fake_run, fill_weights, folder_contents, run_script, write_voice
 
 from speechbrain_tdy.cli import main as speechbrain_tdy
 from speechbrain_tdy.export import model_folder as model_folder_module
@@ -18,11 +18,6 @@ from speechbrain_tdy.export import onnx_graph
 from speechbrain_tdy.inference.gallery import SpeakerGallery
 from speechbrain_tdy.inference.onnx_backend import OnnxEmbeddingModel
 from speechbrain_tdy.storage.embeddings_file import read_embeddings
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "tdy", "tdy_resnet34_quarter")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 import torch
-from helpers import voice, write_tiny_model_folder
+from helpers import voice
 from torch._dynamo.utils import counters
 
 from speechbrain_tdy.embedding.compiled import CompiledForward
@@ -62,11 +62,6 @@ def test_model_traces_to_one_graph_with_eager_outputs_and_gradients(name):
     model.eval(), eager.eval()
     with torch.no_grad():
         assert relative_error(compiled(feats[:1]), eager(feats[:1])) < 1e-6
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("compile") / "model", "tdy_resnet34_quarter")
 
 
 def test_interface_compiled_embeddings_equal_eager_for_any_length(model_folder):

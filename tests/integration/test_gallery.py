@@ -15,11 +15,6 @@ from speechbrain_tdy.inference.gallery import UNKNOWN, GalleryError, SpeakerGall
 from speechbrain_tdy.scoring.scores import normalise_score
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "tdy", "tdy_resnet34_quarter")
-
-
 @pytest.fixture
 def model(model_folder):
     """A fresh interface (empty gallery) per test."""

@@ -1,7 +1,7 @@
 """What SpeechBrain users try first: the generic interfaces and the classifier methods."""
 import pytest
 import torch
-from helpers import voice, write_tiny_model_folder
+from helpers import voice
 from speechbrain.inference.classifiers import EncoderClassifier
 from speechbrain.inference.speaker import SpeakerRecognition
 
@@ -10,11 +10,6 @@ from speechbrain_tdy.storage.pretrainer import WrongInterfaceError
 
 SPEECHBRAIN_PRETRAINER = "!new:speechbrain.utils.parameter_transfer.Pretrainer"
 TDY_PRETRAINER = "!new:speechbrain_tdy.inference.pretrainer.TDYPretrainer"
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    return write_tiny_model_folder(tmp_path_factory.mktemp("models") / "tdy", "tdy_resnet34_quarter")
 
 
 @pytest.fixture(scope="module")
