@@ -36,7 +36,8 @@ def export(run_folder, out_dir, overwrite=False, license=DEFAULT_LICENSE, datase
     data folder) go into the model card's metadata."""
     run = load_training_run(run_folder)
     if datasets is None:
-        datasets = [dataset for dataset in [known_dataset(run.hparams.get("data_folder", ""))] if dataset]
+        recognised = known_dataset(run.hparams.get("data_folder", ""))
+        datasets = [recognised] if recognised else []
     results_file = run.folder / "verification" / "results.json"
     results = read_results(results_file) if results_file.is_file() else None
     calibration = cohort = None
